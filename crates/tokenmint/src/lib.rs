@@ -1,0 +1,27 @@
+//! tokenmint: exchange a CI job's OIDC identity token for a short-lived credential whose scope is fixed at deploy time.
+//!
+//! # Layout
+//!
+//! Every decision lives in this crate; the binaries are thin adapters.
+//!
+//! - [`config`]: the TOML file, parsed once into validated types (issuers, brokers, GitHub App).
+//! - [`oidc`]: JOSE parsing, issuer selection, discovery, the JWKS cache, signature and claim checks.
+//! - [`policy`]: a broker's trust policy, compiled from `[broker.claims]`, evaluated against verified claims.
+//! - [`github`]: the GitHub App client (App JWT, installation lookup, mint, revoke) and permission vocabulary.
+//! - [`audit`]: the tamper-evident audit log (SQLite by default), its writer, verifier and reader.
+//! - [`exchange`]: the one function that runs an exchange: verify, authorize, mint, audit.
+//! - [`http`]: the axum router shared by the server and the Lambda, and the one place errors map to statuses.
+//! - [`dev`]: the local OIDC issuer and GitHub API stand-in behind `tokenmint dev` and the tests.
+//! - [`keys`]: RSA signing keys and compact JWS signing.
+//! - [`clock`]: the one place that reads the wall clock.
+
+pub mod audit;
+pub mod clock;
+pub mod config;
+pub mod dev;
+pub mod exchange;
+pub mod github;
+pub mod http;
+pub mod keys;
+pub mod oidc;
+pub mod policy;
