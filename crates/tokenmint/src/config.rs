@@ -1,0 +1,582 @@
+//! Configuration: the TOML file, parsed in one fallible step into validated types that the rest of tokenmint accepts.
+//!
+//! Nothing outside this module sees raw configuration. Every rejection names
+//! the file, the entry and the fix.
+
+use crate::github::Permissions;
+use crate::keys::RsaSigningKey;
+use crate::oidc::Algorithm;
+use crate::policy::TrustPolicy;
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use url::Url;
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: cannot read the config file: {source}")]
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TOML is malformed, has unknown keys or wrong types.
+    #[error("{path}: {message}")]
+    Syntax {
+        /// The config file.
+        path: PathBuf,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// An entry is well-formed TOML but not acceptable.
+    #[error("{path}: {entry}: {message}")]
+    Invalid {
+        /// The config file.
+        path: PathBuf,
+        /// The entry, e.g. `[[broker]] "widgets-read"`.
+        entry: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+}
+
+// ---------------------------------------------------------------- raw shapes
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    audit: RawAudit,
+    github: RawGithub,
+    #[serde(default)]
+    issuer: Vec<RawIssuer>,
+    #[serde(default)]
+    broker: Vec<RawBroker>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<String>,
+    #[serde(default)]
+    explain_denials: bool,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    database: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGithub {
+    api_url: Option<String>,
+    app_id: String,
+    private_key_file: Option<PathBuf>,
+    private_key_env: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIssuer {
+    name: String,
+    url: String,
+    audiences: Vec<String>,
+    algorithms: Option<Vec<String>>,
+    jwks_url: Option<String>,
+    max_token_age_seconds: Option<u64>,
+    max_token_lifetime_seconds: Option<u64>,
+    leeway_seconds: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBroker {
+    name: String,
+    issuer: String,
+    repository: String,
+    permissions: BTreeMap<String, String>,
+    repository_id: Option<String>,
+    #[serde(default)]
+    claims: toml::Table,
+}
+
+// ---------------------------------------------------------- validated shapes
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from (for messages).
+    pub source: PathBuf,
+    /// `[server]`.
+    pub server: ServerConfig,
+    /// `[audit]`.
+    pub audit: AuditConfig,
+    /// `[github]`.
+    pub github: GithubConfig,
+    /// `[[issuer]]` entries, in file order.
+    pub issuers: Vec<Arc<IssuerConfig>>,
+    /// `[[broker]]` entries by name.
+    pub brokers: BTreeMap<String, Arc<Broker>>,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Whether 403 bodies say which condition failed. For development only:
+    /// in production the precise reason goes to the audit log, not the caller.
+    pub explain_denials: bool,
+}
+
+/// `[audit]`.
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    /// sqlx URL of the store; a relative SQLite path is resolved against the
+    /// config file's directory.
+    pub database: String,
+}
+
+/// `[github]`.
+#[derive(Clone)]
+pub struct GithubConfig {
+    /// REST API base, e.g. `https://api.github.com` or `https://HOST/api/v3`.
+    pub api_url: Url,
+    /// App ID or client ID: the App JWT's `iss`.
+    pub app_id: String,
+    /// The App's private key, loaded and parsed.
+    pub key: RsaSigningKey,
+}
+
+impl fmt::Debug for GithubConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GithubConfig")
+            .field("api_url", &self.api_url.as_str())
+            .field("app_id", &self.app_id)
+            .field("key", &self.key)
+            .finish()
+    }
+}
+
+/// One `[[issuer]]`: an OIDC provider whose tokens tokenmint accepts.
+#[derive(Debug, Clone)]
+pub struct IssuerConfig {
+    /// Name brokers refer to.
+    pub name: String,
+    /// Exactly the `iss` its tokens carry (compared byte for byte).
+    pub url: String,
+    /// Audiences accepted; the token's `aud` must contain one. Never empty.
+    pub audiences: Vec<String>,
+    /// Signature algorithms accepted. Never empty; never `none` or `HS*`.
+    pub algorithms: Vec<Algorithm>,
+    /// Where to fetch keys; `None` means discovery.
+    pub jwks_url: Option<Url>,
+    /// `now - iat` must not exceed this.
+    pub max_token_age: Duration,
+    /// `exp - iat` must not exceed this.
+    pub max_token_lifetime: Duration,
+    /// Clock skew allowed for `exp`, `nbf` and `iat`.
+    pub leeway: Duration,
+}
+
+/// One `[[broker]]`: a deploy-time scope and the trust policy guarding it.
+#[derive(Debug, Clone)]
+pub struct Broker {
+    /// `[A-Za-z0-9_.-]{1,64}`.
+    pub name: String,
+    /// The `[[issuer]]` name whose tokens may use this broker.
+    pub issuer: String,
+    /// Repository owner.
+    pub owner: String,
+    /// Repository name.
+    pub repo: String,
+    /// Pins the repository by id; minting then uses `repository_ids`.
+    pub repository_id: Option<u64>,
+    /// The fixed permission set.
+    pub permissions: Permissions,
+    /// Who may use it.
+    pub policy: TrustPolicy,
+}
+
+impl Broker {
+    /// `owner/repo`.
+    pub fn full_repository(&self) -> String {
+        format!("{}/{}", self.owner, self.repo)
+    }
+}
+
+/// Default issuer limits.
+const DEFAULT_MAX_TOKEN_AGE: u64 = 900;
+const DEFAULT_MAX_TOKEN_LIFETIME: u64 = 21_600;
+const DEFAULT_LEEWAY: u64 = 60;
+/// Leeway beyond this defeats expiry; refuse it.
+const MAX_LEEWAY: u64 = 300;
+
+impl Config {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path, &|name| std::env::var(name).ok())
+    }
+
+    /// Validates config text. `path` names the file in messages and anchors
+    /// relative paths; `env` reads environment variables (a parameter so
+    /// tests need not touch the process environment).
+    pub fn parse(
+        text: &str,
+        path: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let v = Validator { path, base };
+
+        let server = v.server(raw.server)?;
+        let audit = v.audit(raw.audit)?;
+        let github = v.github(raw.github, env)?;
+
+        if raw.issuer.is_empty() {
+            return Err(v.invalid("[[issuer]]", "no issuers are configured; add an [[issuer]] entry (name, url, audiences) for the CI provider whose tokens you accept"));
+        }
+        let mut issuers = Vec::new();
+        let mut issuer_names = HashSet::new();
+        let mut issuer_urls = HashSet::new();
+        for raw in raw.issuer {
+            let issuer = v.issuer(raw)?;
+            let entry = format!("[[issuer]] {:?}", issuer.name);
+            if !issuer_names.insert(issuer.name.clone()) {
+                return Err(v.invalid(
+                    &entry,
+                    "duplicate issuer name; give each [[issuer]] a unique name",
+                ));
+            }
+            if !issuer_urls.insert(issuer.url.clone()) {
+                return Err(v.invalid(
+                    &entry,
+                    format!(
+                        "another issuer already has url {:?}; each issuer URL may appear once",
+                        issuer.url
+                    ),
+                ));
+            }
+            issuers.push(Arc::new(issuer));
+        }
+
+        if raw.broker.is_empty() {
+            return Err(v.invalid("[[broker]]", "no brokers are configured; add a [[broker]] entry (name, issuer, repository, permissions, [broker.claims])"));
+        }
+        let mut brokers = BTreeMap::new();
+        for raw in raw.broker {
+            let broker = v.broker(raw, &issuer_names)?;
+            let entry = format!("[[broker]] {:?}", broker.name);
+            if brokers.contains_key(&broker.name) {
+                return Err(v.invalid(&entry, "duplicate broker name; give each [[broker]] a unique name (deploy two brokers for two scopes)"));
+            }
+            brokers.insert(broker.name.clone(), Arc::new(broker));
+        }
+
+        Ok(Self {
+            source: path.to_owned(),
+            server,
+            audit,
+            github,
+            issuers,
+            brokers,
+        })
+    }
+}
+
+struct Validator<'a> {
+    path: &'a Path,
+    base: &'a Path,
+}
+
+impl Validator<'_> {
+    fn invalid(&self, entry: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.to_owned(),
+            entry: entry.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    fn server(&self, raw: RawServer) -> Result<ServerConfig, ConfigError> {
+        let listen = raw.listen.as_deref().unwrap_or("127.0.0.1:8080");
+        let listen = listen.parse().map_err(|_| {
+            self.invalid(
+                "[server] listen",
+                format!("{listen:?} is not a socket address; write it as \"127.0.0.1:8080\" or \"[::1]:8080\""),
+            )
+        })?;
+        Ok(ServerConfig {
+            listen,
+            explain_denials: raw.explain_denials,
+        })
+    }
+
+    fn audit(&self, raw: RawAudit) -> Result<AuditConfig, ConfigError> {
+        let database = raw
+            .database
+            .unwrap_or_else(|| "sqlite://tokenmint-audit.db".to_owned());
+        let database = if let Some(rest) = database.strip_prefix("sqlite://") {
+            let file = rest.split('?').next().unwrap_or(rest);
+            if file.is_empty() {
+                return Err(self.invalid(
+                    "[audit] database",
+                    "the SQLite URL has no file; write e.g. \"sqlite://tokenmint-audit.db\"",
+                ));
+            }
+            if Path::new(file).is_relative() {
+                let resolved = self.base.join(rest);
+                format!("sqlite://{}", resolved.display())
+            } else {
+                database
+            }
+        } else if database.starts_with("postgres://") || database.starts_with("postgresql://") {
+            database
+        } else {
+            return Err(self.invalid(
+                "[audit] database",
+                "unsupported store; use \"sqlite://FILE\" or \"postgres://USER@HOST/DB\"",
+            ));
+        };
+        Ok(AuditConfig { database })
+    }
+
+    fn github(
+        &self,
+        raw: RawGithub,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<GithubConfig, ConfigError> {
+        let entry = "[github]";
+        let api_url = raw.api_url.as_deref().unwrap_or("https://api.github.com");
+        let api_url = self.url(&format!("{entry} api_url"), api_url)?;
+        let app_id = raw.app_id.trim().to_owned();
+        if app_id.is_empty() || app_id.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(self.invalid(&format!("{entry} app_id"), "set app_id to the GitHub App's ID (e.g. \"123456\") or client ID (e.g. \"Iv23li...\")"));
+        }
+        let pem = match (raw.private_key_file, raw.private_key_env) {
+            (Some(file), None) => {
+                let file = self.base.join(file);
+                std::fs::read(&file).map_err(|e| {
+                    self.invalid(
+                        &format!("{entry} private_key_file"),
+                        format!("cannot read {}: {e}; point private_key_file at the App's PEM key", file.display()),
+                    )
+                })?
+            }
+            (None, Some(var)) => env(&var)
+                .filter(|v| !v.trim().is_empty())
+                .map(String::into_bytes)
+                .ok_or_else(|| {
+                    self.invalid(
+                        &format!("{entry} private_key_env"),
+                        format!("environment variable {var} is unset or empty; export the App's PEM key in it"),
+                    )
+                })?,
+            (Some(_), Some(_)) => {
+                return Err(self.invalid(entry, "set only one of private_key_file and private_key_env"))
+            }
+            (None, None) => {
+                return Err(self.invalid(entry, "no App private key; set private_key_file (a PEM file) or private_key_env (a variable holding the PEM)"))
+            }
+        };
+        let key = RsaSigningKey::from_pem(&pem)
+            .map_err(|e| self.invalid(&format!("{entry} private key"), e.to_string()))?;
+        Ok(GithubConfig {
+            api_url,
+            app_id,
+            key,
+        })
+    }
+
+    fn issuer(&self, raw: RawIssuer) -> Result<IssuerConfig, ConfigError> {
+        let entry = format!("[[issuer]] {:?}", raw.name);
+        check_name(&raw.name).map_err(|m| self.invalid(&entry, m))?;
+        self.url(&format!("{entry} url"), &raw.url)?;
+        let jwks_url = raw
+            .jwks_url
+            .as_deref()
+            .map(|u| self.url(&format!("{entry} jwks_url"), u))
+            .transpose()?;
+        if raw.audiences.is_empty() || raw.audiences.iter().any(|a| a.is_empty()) {
+            return Err(self.invalid(&entry, "audiences must list at least one non-empty audience, e.g. [\"tokenmint\"]; the token's aud must contain one of them"));
+        }
+        let algorithms = match raw.algorithms {
+            None => vec![Algorithm::RS256],
+            Some(list) if list.is_empty() => {
+                return Err(self.invalid(
+                    &entry,
+                    "algorithms is empty; omit it for [\"RS256\"] or list e.g. [\"RS256\"]",
+                ))
+            }
+            Some(list) => list
+                .iter()
+                .map(|a| {
+                    Algorithm::parse(a)
+                        .map_err(|e| self.invalid(&format!("{entry} algorithms"), e.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        let leeway = raw.leeway_seconds.unwrap_or(DEFAULT_LEEWAY);
+        if leeway > MAX_LEEWAY {
+            return Err(self.invalid(&entry, format!("leeway_seconds = {leeway} is too large; use at most {MAX_LEEWAY} (clock skew, not extra lifetime)")));
+        }
+        let max_age = raw.max_token_age_seconds.unwrap_or(DEFAULT_MAX_TOKEN_AGE);
+        let max_lifetime = raw
+            .max_token_lifetime_seconds
+            .unwrap_or(DEFAULT_MAX_TOKEN_LIFETIME);
+        if max_age == 0 || max_lifetime == 0 {
+            return Err(self.invalid(
+                &entry,
+                "max_token_age_seconds and max_token_lifetime_seconds must be positive",
+            ));
+        }
+        Ok(IssuerConfig {
+            name: raw.name,
+            url: raw.url,
+            audiences: raw.audiences,
+            algorithms,
+            jwks_url,
+            max_token_age: Duration::from_secs(max_age),
+            max_token_lifetime: Duration::from_secs(max_lifetime),
+            leeway: Duration::from_secs(leeway),
+        })
+    }
+
+    fn broker(&self, raw: RawBroker, issuers: &HashSet<String>) -> Result<Broker, ConfigError> {
+        let entry = format!("[[broker]] {:?}", raw.name);
+        check_name(&raw.name).map_err(|m| self.invalid(&entry, m))?;
+        if !issuers.contains(&raw.issuer) {
+            let mut known: Vec<_> = issuers.iter().map(String::as_str).collect();
+            known.sort_unstable();
+            return Err(self.invalid(
+                &format!("{entry} issuer"),
+                format!(
+                    "unknown issuer {:?}; use the name of an [[issuer]] entry (known: {known:?})",
+                    raw.issuer
+                ),
+            ));
+        }
+        let (owner, repo) = parse_repository(&raw.repository)
+            .map_err(|m| self.invalid(&format!("{entry} repository"), m))?;
+        let repository_id = raw
+            .repository_id
+            .as_deref()
+            .map(|id| {
+                id.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    self.invalid(&format!("{entry} repository_id"), format!("{id:?} is not a repository id; write the decimal id as a string, e.g. \"56789\""))
+                })
+            })
+            .transpose()?;
+        let permissions = Permissions::parse(
+            raw.permissions
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        )
+        .map_err(|e| self.invalid(&format!("{entry} permissions"), e.to_string()))?;
+        let policy = TrustPolicy::compile(&raw.claims)
+            .map_err(|e| self.invalid(&format!("{entry} [broker.claims]"), e.to_string()))?;
+        Ok(Broker {
+            name: raw.name,
+            issuer: raw.issuer,
+            owner,
+            repo,
+            repository_id,
+            permissions,
+            policy,
+        })
+    }
+
+    /// Parses a URL that must be https, or http on a loopback host.
+    fn url(&self, entry: &str, text: &str) -> Result<Url, ConfigError> {
+        let url = Url::parse(text)
+            .map_err(|e| self.invalid(entry, format!("{text:?} is not a URL ({e})")))?;
+        check_url_scheme(&url).map_err(|m| self.invalid(entry, m))?;
+        Ok(url)
+    }
+}
+
+/// Checks that `url` is https, or http on a loopback host, with no
+/// credentials or fragment. Shared by every outbound URL.
+pub fn check_url_scheme(url: &Url) -> Result<(), String> {
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!("{url} embeds credentials; remove them"));
+    }
+    if url.fragment().is_some() {
+        return Err(format!("{url} has a fragment; remove it"));
+    }
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if is_loopback(url) => Ok(()),
+        "http" => Err(format!("{url} uses http:// on a non-loopback host; use https:// (http:// is allowed only for localhost, 127.0.0.0/8 and ::1)")),
+        other => Err(format!("{url} has scheme {other:?}; use https://")),
+    }
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    }
+}
+
+/// Broker and issuer names: `[A-Za-z0-9_.-]{1,64}`.
+pub fn is_valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+fn check_name(name: &str) -> Result<(), String> {
+    if is_valid_name(name) {
+        Ok(())
+    } else {
+        Err("name must be 1 to 64 characters from A-Z, a-z, 0-9, '_', '.', '-'".to_owned())
+    }
+}
+
+/// One repository path segment: `[A-Za-z0-9_.-]+`, not `.` or `..`.
+pub fn is_valid_repo_segment(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 100
+        && s != "."
+        && s != ".."
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+fn parse_repository(text: &str) -> Result<(String, String), String> {
+    let bad = || {
+        format!("{text:?} is not one repository; write exactly \"owner/repo\" (letters, digits, '_', '.', '-'; no wildcards)")
+    };
+    let (owner, repo) = text.split_once('/').ok_or_else(bad)?;
+    if !is_valid_repo_segment(owner) || !is_valid_repo_segment(repo) {
+        return Err(bad());
+    }
+    Ok((owner.to_owned(), repo.to_owned()))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,310 @@
+//! Tests for config validation: every rejection rule has a case that would pass if the rule were removed.
+
+use super::*;
+use std::sync::OnceLock;
+
+fn pem() -> &'static str {
+    static PEM: OnceLock<String> = OnceLock::new();
+    PEM.get_or_init(|| RsaSigningKey::generate_pem().unwrap().1)
+}
+
+fn env(name: &str) -> Option<String> {
+    (name == "APP_KEY").then(|| pem().to_owned())
+}
+
+const GOOD: &str = r#"
+[server]
+listen = "127.0.0.1:8080"
+explain_denials = false
+
+[audit]
+database = "sqlite://audit.db"
+
+[github]
+api_url = "https://api.github.com"
+app_id = "123456"
+private_key_env = "APP_KEY"
+
+[[issuer]]
+name = "github-actions"
+url = "https://token.actions.githubusercontent.com"
+audiences = ["tokenmint"]
+algorithms = ["RS256"]
+max_token_age_seconds = 900
+leeway_seconds = 60
+
+[[broker]]
+name = "widgets-read"
+issuer = "github-actions"
+repository = "acme/widgets"
+permissions = { contents = "read", issues = "write" }
+[broker.claims]
+repository_owner_id = "1234"
+sub = ["repo:acme/app:ref:refs/heads/main", "repo:acme/app:environment:prod"]
+job_workflow_ref = { like = "acme/app/.github/workflows/*@refs/heads/main" }
+ref = { matches = "refs/heads/(main|release/.*)" }
+"#;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, Path::new("/etc/tokenmint/tokenmint.toml"), &env)
+}
+
+fn err(text: &str) -> String {
+    parse(text).unwrap_err().to_string()
+}
+
+#[test]
+fn issue_example_parses() {
+    let c = parse(GOOD).unwrap();
+    assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.audit.database, "sqlite:///etc/tokenmint/audit.db");
+    let b = &c.brokers["widgets-read"];
+    assert_eq!((b.owner.as_str(), b.repo.as_str()), ("acme", "widgets"));
+    assert_eq!(b.repository_id, None);
+    let i = &c.issuers[0];
+    assert_eq!(i.algorithms, vec![Algorithm::RS256]);
+    assert_eq!(i.max_token_lifetime, Duration::from_secs(21_600));
+    // The key never shows in Debug.
+    assert!(!format!("{c:?}").contains("PRIVATE KEY"));
+}
+
+#[test]
+fn defaults_apply() {
+    let text = GOOD
+        .replace("algorithms = [\"RS256\"]\n", "")
+        .replace("leeway_seconds = 60\n", "")
+        .replace("[audit]\ndatabase = \"sqlite://audit.db\"\n", "");
+    let c = parse(&text).unwrap();
+    assert_eq!(c.issuers[0].algorithms, vec![Algorithm::RS256]);
+    assert_eq!(c.issuers[0].leeway, Duration::from_secs(60));
+    assert_eq!(
+        c.audit.database,
+        "sqlite:///etc/tokenmint/tokenmint-audit.db"
+    );
+}
+
+#[test]
+fn unknown_keys_are_rejected_everywhere() {
+    for (from, to) in [
+        (
+            "explain_denials = false",
+            "explain_denials = false\nlisten_port = 1",
+        ),
+        ("app_id = \"123456\"", "app_id = \"123456\"\nappid = 1"),
+        (
+            "leeway_seconds = 60",
+            "leeway_seconds = 60\naudience = \"x\"",
+        ),
+        (
+            "repository = \"acme/widgets\"",
+            "repository = \"acme/widgets\"\nrepositories = []",
+        ),
+    ] {
+        let e = err(&GOOD.replacen(from, to, 1));
+        assert!(e.contains("unknown field"), "{e}");
+        assert!(e.starts_with("/etc/tokenmint/tokenmint.toml"), "{e}");
+    }
+    let e = err(&format!("{GOOD}\n[extra]\nx = 1\n"));
+    assert!(e.contains("unknown field"), "{e}");
+}
+
+#[test]
+fn broker_without_conditions_is_rejected() {
+    let text = GOOD.split("[broker.claims]").next().unwrap();
+    let e = err(text);
+    assert!(e.contains("[[broker]] \"widgets-read\""), "{e}");
+}
+
+#[test]
+fn unknown_issuer_reference_is_rejected() {
+    let e = err(&GOOD.replace("issuer = \"github-actions\"", "issuer = \"gitlab\""));
+    assert!(e.contains("unknown issuer \"gitlab\""), "{e}");
+    assert!(e.contains("[[broker]] \"widgets-read\""), "{e}");
+}
+
+#[test]
+fn duplicate_names_are_rejected() {
+    let broker = &GOOD[GOOD.find("[[broker]]").unwrap()..];
+    let e = err(&format!("{GOOD}\n{broker}"));
+    assert!(e.contains("duplicate broker name"), "{e}");
+
+    let issuer = "[[issuer]]\nname = \"github-actions\"\nurl = \"https://other.example\"\naudiences = [\"x\"]\n";
+    let e = err(&GOOD.replacen("[[broker]]", &format!("{issuer}\n[[broker]]"), 1));
+    assert!(e.contains("duplicate issuer name"), "{e}");
+
+    let issuer = "[[issuer]]\nname = \"second\"\nurl = \"https://token.actions.githubusercontent.com\"\naudiences = [\"x\"]\n";
+    let e = err(&GOOD.replacen("[[broker]]", &format!("{issuer}\n[[broker]]"), 1));
+    assert!(e.contains("already has url"), "{e}");
+}
+
+#[test]
+fn permissions_follow_githubs_vocabulary() {
+    let e = err(&GOOD.replace("issues = \"write\"", "isues = \"write\""));
+    assert!(e.contains("unknown GitHub App permission `isues`"), "{e}");
+    let e = err(&GOOD.replace("issues = \"write\"", "issues = \"admin\""));
+    assert!(e.contains("does not allow level `admin`"), "{e}");
+    let e = err(&GOOD.replace(
+        "permissions = { contents = \"read\", issues = \"write\" }",
+        "permissions = {}",
+    ));
+    assert!(e.contains("empty"), "{e}");
+}
+
+#[test]
+fn non_loopback_http_is_rejected() {
+    let e = err(&GOOD.replace("https://api.github.com", "http://api.github.com"));
+    assert!(
+        e.contains("[github] api_url") && e.contains("http:// on a non-loopback host"),
+        "{e}"
+    );
+    let e = err(&GOOD.replace(
+        "https://token.actions.githubusercontent.com",
+        "http://token.actions.githubusercontent.com",
+    ));
+    assert!(e.contains("non-loopback"), "{e}");
+    let e = err(&GOOD.replace(
+        "leeway_seconds = 60",
+        "leeway_seconds = 60\njwks_url = \"http://10.0.0.1/jwks\"",
+    ));
+    assert!(e.contains("jwks_url"), "{e}");
+    for ok in [
+        "http://127.0.0.1:9000",
+        "http://localhost:9000",
+        "http://[::1]:9000",
+        "http://127.8.9.1",
+    ] {
+        parse(&GOOD.replace("https://api.github.com", ok)).unwrap();
+    }
+    let e = err(&GOOD.replace("https://api.github.com", "https://user:pw@api.github.com"));
+    assert!(e.contains("credentials"), "{e}");
+}
+
+#[test]
+fn names_and_repositories_are_checked() {
+    let e = err(&GOOD.replace("name = \"widgets-read\"", "name = \"widgets read\""));
+    assert!(e.contains("1 to 64 characters"), "{e}");
+    let long = "a".repeat(65);
+    assert!(parse(&GOOD.replace("widgets-read", &long)).is_err());
+    parse(&GOOD.replace("widgets-read", &"a".repeat(64))).unwrap();
+    for bad in [
+        "acme",
+        "acme/*",
+        "acme/widgets/x",
+        "../widgets",
+        "acme/..",
+        "/widgets",
+        "acme/",
+    ] {
+        let e = err(&GOOD.replace("\"acme/widgets\"", &format!("{bad:?}")));
+        assert!(e.contains("repository"), "{bad}: {e}");
+    }
+}
+
+#[test]
+fn repository_id_must_be_decimal() {
+    let c = parse(&GOOD.replace(
+        "repository = \"acme/widgets\"",
+        "repository = \"acme/widgets\"\nrepository_id = \"56789\"",
+    ))
+    .unwrap();
+    assert_eq!(c.brokers["widgets-read"].repository_id, Some(56789));
+    for bad in ["\"x1\"", "\"-1\"", "\"0\"", "\"\""] {
+        let e = err(&GOOD.replace(
+            "repository = \"acme/widgets\"",
+            &format!("repository = \"acme/widgets\"\nrepository_id = {bad}"),
+        ));
+        assert!(e.contains("repository_id"), "{bad}: {e}");
+    }
+}
+
+#[test]
+fn algorithms_never_none_or_hmac() {
+    for bad in ["none", "HS256", "RS1"] {
+        let e = err(&GOOD.replace(
+            "algorithms = [\"RS256\"]",
+            &format!("algorithms = [\"{bad}\"]"),
+        ));
+        assert!(e.contains("algorithms"), "{bad}: {e}");
+    }
+    let e = err(&GOOD.replace("algorithms = [\"RS256\"]", "algorithms = []"));
+    assert!(e.contains("algorithms is empty"), "{e}");
+}
+
+#[test]
+fn audiences_required_and_non_empty() {
+    let e = err(&GOOD.replace("audiences = [\"tokenmint\"]", "audiences = []"));
+    assert!(e.contains("audiences"), "{e}");
+    let e = err(&GOOD.replace("audiences = [\"tokenmint\"]\n", ""));
+    assert!(e.contains("missing field `audiences`"), "{e}");
+}
+
+#[test]
+fn leeway_is_bounded() {
+    let e = err(&GOOD.replace("leeway_seconds = 60", "leeway_seconds = 3600"));
+    assert!(e.contains("leeway_seconds"), "{e}");
+}
+
+#[test]
+fn key_source_is_required_and_parsed() {
+    let e = err(&GOOD.replace(
+        "private_key_env = \"APP_KEY\"",
+        "private_key_env = \"UNSET_VAR\"",
+    ));
+    assert!(e.contains("UNSET_VAR is unset"), "{e}");
+    let e = err(&GOOD.replace("private_key_env = \"APP_KEY\"", ""));
+    assert!(e.contains("no App private key"), "{e}");
+    let e = err(&GOOD.replace(
+        "private_key_env = \"APP_KEY\"",
+        "private_key_env = \"APP_KEY\"\nprivate_key_file = \"k.pem\"",
+    ));
+    assert!(e.contains("only one"), "{e}");
+    let e = err(&GOOD.replace(
+        "private_key_env = \"APP_KEY\"",
+        "private_key_file = \"/nonexistent/k.pem\"",
+    ));
+    assert!(e.contains("cannot read /nonexistent/k.pem"), "{e}");
+    let garbage = Config::parse(GOOD, Path::new("t.toml"), &|_| Some("not a key".into()));
+    assert!(garbage
+        .unwrap_err()
+        .to_string()
+        .contains("decode GitHub App private key PEM"));
+}
+
+#[test]
+fn key_file_is_relative_to_config() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("app.pem"), pem()).unwrap();
+    let path = dir.path().join("tokenmint.toml");
+    std::fs::write(
+        &path,
+        GOOD.replace(
+            "private_key_env = \"APP_KEY\"",
+            "private_key_file = \"app.pem\"",
+        ),
+    )
+    .unwrap();
+    let c = Config::load(&path).unwrap();
+    assert!(c
+        .audit
+        .database
+        .starts_with(&format!("sqlite://{}", dir.path().display())));
+}
+
+#[test]
+fn missing_file_names_it() {
+    let e = Config::load(Path::new("/nonexistent/tokenmint.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("/nonexistent/tokenmint.toml: cannot read"),
+        "{e}"
+    );
+}
+
+#[test]
+fn unsupported_database_is_rejected() {
+    let e = err(&GOOD.replace("sqlite://audit.db", "mysql://x"));
+    assert!(e.contains("[audit] database"), "{e}");
+    let c = parse(&GOOD.replace("sqlite://audit.db", "postgres://u@127.0.0.1/test")).unwrap();
+    assert_eq!(c.audit.database, "postgres://u@127.0.0.1/test");
+}
