@@ -290,18 +290,20 @@ impl TrustPolicy {
     /// Evaluates against verified claims. Stops at the first failing
     /// condition, in claim-name order.
     pub fn evaluate(&self, claims: &VerifiedClaims) -> Decision {
-        // Unreachable through `compile`, but an empty AND must never allow.
+        // 1. Unreachable through `compile`, but an empty AND must never allow.
         if self.conditions.is_empty() {
             return Decision::Deny(Denial {
                 claim: String::new(),
                 reason: "trust policy has no conditions; deny by default".to_owned(),
             });
         }
+        // 2. Every condition, in claim-name order; the first failure denies.
         for (claim, condition) in &self.conditions {
             if let Err(denial) = check(claim, condition, claims.get(claim)) {
                 return Decision::Deny(denial);
             }
         }
+        // 3. Only now, with every condition passed, allow.
         Decision::Allow
     }
 
@@ -336,17 +338,21 @@ fn check(claim: &str, condition: &Condition, value: Option<&Value>) -> Result<()
         claim: claim.to_owned(),
         reason,
     };
+    // 1. A missing claim fails.
     let Some(value) = value else {
         return Err(deny(format!(
             "claim {claim} is missing; expected {}",
             condition.expected()
         )));
     };
+    // 2. So does one with no text: null, an array or an object.
     let Some(text) = claim_text(value) else {
         return Err(deny(format!(
             "claim {claim} is not a string, number or boolean"
         )));
     };
+    // 3. Otherwise the text must satisfy the condition; the value goes into
+    //    the reason escaped and truncated, since the token author chose it.
     if condition.is_satisfied_by(&text) {
         Ok(())
     } else {
@@ -1087,8 +1093,17 @@ mod tests {
 
     #[test]
     fn oversized_regex_is_refused() {
-        let e = compile_err(r#"x = { matches = '\w{1000}\w{1000}\w{1000}' }"#);
-        assert!(matches!(e, PolicyError::BadRegex { .. }), "{e}");
+        let e = compile_err(r"x = { matches = '\w{1000}\w{1000}\w{1000}' }");
+        assert!(
+            matches!(
+                e,
+                PolicyError::BadRegex {
+                    error: regex::Error::CompiledTooBig(_),
+                    ..
+                }
+            ),
+            "{e}"
+        );
     }
 
     #[test]
