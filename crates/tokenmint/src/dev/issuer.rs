@@ -1,0 +1,724 @@
+//! The local development OIDC issuer: a stand-in for GitHub Actions' token service, behind `tokenmint dev` and the tests. It is never GitHub.
+//!
+//! It speaks the same protocol a job sees on a GitHub-hosted runner:
+//!
+//! - `GET /_apis/pipelines/token?api-version=2.0&audience=<aud>` with
+//!   `Authorization: Bearer <ACTIONS_ID_TOKEN_REQUEST_TOKEN>` answers
+//!   `{"value": "<jwt>", "count": 1}`, so `@actions/core`'s `getIDToken`
+//!   works unchanged against [`DevIssuer::request_url`].
+//! - `GET /.well-known/openid-configuration` and `GET /.well-known/jwks`
+//!   serve discovery and the signing keys, as a verifier expects.
+//! - `GET /` is a plain-text banner saying what this server is.
+//!
+//! Every response carries `x-tokenmint-dev: oidc-issuer-stand-in`, so nothing
+//! can mistake it for the real service. Claims are GitHub-shaped (every custom
+//! claim value is a string) and come only from [`IssuerConfig`] and
+//! [`DevIssuer::mint`]; query parameters cannot change them.
+//!
+//! Tests drive failure modes through the handle: key rotation, a JWKS that is
+//! down, slow, garbage or empty, its `Cache-Control`, and fetch counters.
+
+use crate::clock::{Clock as _, SystemClock};
+use crate::keys::{KeyError, RsaSigningKey};
+use axum::extract::{RawQuery, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use time::OffsetDateTime;
+
+/// How long minted tokens live unless configured otherwise: GitHub's 5 minutes.
+pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(300);
+
+/// The `Cache-Control` value the JWKS carries until [`DevIssuer::set_cache_control`] changes it.
+pub const DEFAULT_JWKS_CACHE_CONTROL: &str = "max-age=300";
+
+/// The header every response carries, so the stand-in is never mistaken for GitHub.
+pub const DEV_HEADER_NAME: &str = "x-tokenmint-dev";
+
+/// The value of [`DEV_HEADER_NAME`].
+pub const DEV_HEADER_VALUE: &str = "oidc-issuer-stand-in";
+
+/// Path of the token endpoint, as on GitHub's runners.
+const TOKEN_PATH: &str = "/_apis/pipelines/token";
+/// Discovery document path, relative to the issuer.
+const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
+/// JWKS path, relative to the issuer (the same as github.com's).
+const JWKS_PATH: &str = "/.well-known/jwks";
+
+/// What `GET /` answers.
+const BANNER: &str = "\
+tokenmint LOCAL development OIDC issuer.
+
+This is NOT GitHub and NOT GitHub Actions' token service. It is a stand-in
+run by `tokenmint dev` and tokenmint's tests. Tokens it issues are signed
+with a throwaway key and are for local development and tests only.
+";
+
+/// The claims GitHub documents for Actions tokens, as listed in discovery.
+const CLAIMS_SUPPORTED: &[&str] = &[
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "iat",
+    "nbf",
+    "jti",
+    "actor",
+    "actor_id",
+    "base_ref",
+    "head_ref",
+    "check_run_id",
+    "enterprise",
+    "enterprise_id",
+    "environment",
+    "event_name",
+    "job_workflow_ref",
+    "job_workflow_sha",
+    "ref",
+    "ref_type",
+    "ref_protected",
+    "repository",
+    "repository_id",
+    "repository_owner",
+    "repository_owner_id",
+    "repository_visibility",
+    "run_id",
+    "run_number",
+    "run_attempt",
+    "runner_environment",
+    "sha",
+    "workflow",
+    "workflow_ref",
+    "workflow_sha",
+];
+
+/// The built-in GitHub-shaped claims of a push to `main` of `acme/app`
+/// (`iss`, `sub` and the per-token claims are added separately). Every value
+/// is a string, as GitHub sends them.
+const BUILTIN_CLAIMS: &[(&str, &str)] = &[
+    ("actor", "octocat"),
+    ("actor_id", "583231"),
+    ("base_ref", ""),
+    ("head_ref", ""),
+    ("event_name", "push"),
+    (
+        "job_workflow_ref",
+        "acme/app/.github/workflows/deploy.yml@refs/heads/main",
+    ),
+    ("job_workflow_sha", DEFAULT_SHA),
+    ("ref", "refs/heads/main"),
+    ("ref_type", "branch"),
+    ("ref_protected", "false"),
+    ("repository", "acme/app"),
+    ("repository_id", "123456789"),
+    ("repository_owner", "acme"),
+    ("repository_owner_id", "987654321"),
+    ("repository_visibility", "private"),
+    ("run_id", "1000000001"),
+    ("run_number", "1"),
+    ("run_attempt", "1"),
+    ("runner_environment", "github-hosted"),
+    ("sha", DEFAULT_SHA),
+    ("workflow", "deploy"),
+    (
+        "workflow_ref",
+        "acme/app/.github/workflows/deploy.yml@refs/heads/main",
+    ),
+    ("workflow_sha", DEFAULT_SHA),
+];
+
+/// The commit every default token claims to come from.
+const DEFAULT_SHA: &str = "5d2c0a1c8e4b7f3a9e6d1b0c2f4a8e7d3c9b1a05";
+
+/// How to run a [`DevIssuer`].
+#[derive(Clone)]
+pub struct IssuerConfig {
+    /// The `ACTIONS_ID_TOKEN_REQUEST_TOKEN` the token endpoint accepts as its bearer; must not be empty.
+    pub request_token: String,
+    /// Claims merged over the built-in GitHub-shaped defaults for every token;
+    /// a key set to `null` removes that claim. Pinning `sub` stops it being
+    /// derived; pinning `iat`, `nbf`, `exp` or `jti` stops them being fresh per token.
+    pub default_claims: Map<String, Value>,
+    /// `exp - iat` of minted tokens (whole seconds); [`DEFAULT_TOKEN_LIFETIME`] unless changed.
+    pub token_lifetime: Duration,
+}
+
+impl IssuerConfig {
+    /// A config accepting `request_token`, with the built-in claims and a 300 s lifetime.
+    pub fn new(request_token: impl Into<String>) -> Self {
+        Self {
+            request_token: request_token.into(),
+            default_claims: Map::new(),
+            token_lifetime: DEFAULT_TOKEN_LIFETIME,
+        }
+    }
+}
+
+impl fmt::Debug for IssuerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IssuerConfig")
+            .field("request_token", &"[REDACTED]")
+            .field("default_claims", &self.default_claims)
+            .field("token_lifetime", &self.token_lifetime)
+            .finish()
+    }
+}
+
+/// How the JWKS endpoint behaves, so tests can exercise a verifier's failure paths.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum JwksMode {
+    /// Serve the published keys.
+    #[default]
+    Normal,
+    /// Answer 500, as an outage would.
+    Down,
+    /// Wait this long, then serve the published keys.
+    Slow(Duration),
+    /// Answer 200 with a body that is not a JWKS (an HTML page).
+    Garbage,
+    /// Answer 200 with `{"keys":[]}`.
+    Empty,
+}
+
+/// Why the dev issuer could not start or mint.
+#[derive(Debug, thiserror::Error)]
+pub enum IssuerError {
+    /// [`IssuerConfig::request_token`] was empty, which would let any empty bearer in.
+    #[error("start dev OIDC issuer: the request token must not be empty")]
+    EmptyRequestToken,
+    /// [`IssuerConfig::token_lifetime`] does not fit a JWT timestamp.
+    #[error("start dev OIDC issuer: token lifetime {0:?} is too large")]
+    Lifetime(Duration),
+    /// The listener's local address could not be read.
+    #[error("start dev OIDC issuer: read the listener's address")]
+    ListenerAddr(#[source] std::io::Error),
+    /// A fresh signing key could not be generated.
+    #[error("generate dev OIDC issuer signing key")]
+    GenerateKey(#[source] KeyError),
+    /// Per-token overrides were neither a JSON object nor `null`.
+    #[error("mint dev OIDC token: overrides must be a JSON object")]
+    OverridesNotObject,
+    /// The token's timestamps overflowed (the clock or lifetime is absurd).
+    #[error("mint dev OIDC token: timestamp out of range")]
+    TimeRange,
+    /// The token could not be signed.
+    #[error("sign dev OIDC token")]
+    Sign(#[source] KeyError),
+}
+
+/// A handle on a running dev issuer. Clones share the server; it stops when
+/// the last handle is dropped. `Debug` shows key ids only, never key material
+/// or the request token.
+#[derive(Clone)]
+pub struct DevIssuer {
+    /// What the HTTP handlers and the handle both read and change.
+    shared: Arc<Shared>,
+    /// Aborts the server task when the last handle goes.
+    _server: Arc<ServerTask>,
+}
+
+/// State shared between the handle and the HTTP handlers.
+struct Shared {
+    /// `http://127.0.0.1:PORT`: the discovery `issuer` and the default `iss`.
+    issuer_url: String,
+    /// The bearer the token endpoint accepts.
+    request_token: String,
+    /// SHA-256 of `request_token`, compared instead of the token so the check does not leak it by timing.
+    request_token_digest: Vec<u8>,
+    /// `exp - iat` in seconds.
+    lifetime_secs: i64,
+    /// Built-in claims with config merged in, `iss` and the derived `sub`: where every token starts.
+    template: Map<String, Value>,
+    /// Claim names the config set (or removed); those are not regenerated per token.
+    pinned: BTreeSet<String>,
+    /// `https://github.com/<repository_owner>`, the audience when a request names none.
+    default_audience: String,
+    /// The signing key and any retired keys still published.
+    keys: RwLock<KeySet>,
+    /// How the JWKS endpoint behaves.
+    jwks_mode: Mutex<JwksMode>,
+    /// The JWKS `Cache-Control` header; `None` sends none.
+    cache_control: Mutex<Option<String>>,
+    /// Requests the JWKS endpoint has received, in any mode.
+    jwks_fetches: AtomicUsize,
+    /// Requests the discovery endpoint has received.
+    discovery_fetches: AtomicUsize,
+}
+
+/// The current key signs; retired keys stay in the JWKS only if rotation kept them.
+struct KeySet {
+    /// Signs every new token.
+    current: RsaSigningKey,
+    /// Earlier keys still published, newest first.
+    retired: Vec<RsaSigningKey>,
+}
+
+/// The background server; aborting it closes the listener.
+#[derive(Debug)]
+struct ServerTask(tokio::task::JoinHandle<()>);
+
+impl Drop for ServerTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl fmt::Debug for DevIssuer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let keys = self.shared.read_keys();
+        let retired: Vec<&str> = keys.retired.iter().map(RsaSigningKey::kid).collect();
+        f.debug_struct("DevIssuer")
+            .field("issuer_url", &self.shared.issuer_url)
+            .field("request_token", &"[REDACTED]")
+            .field("current_kid", &keys.current.kid())
+            .field("retired_kids", &retired)
+            .field("jwks_mode", &self.shared.mode())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DevIssuer {
+    /// Generates a signing key and serves the issuer on `listener` in a
+    /// background task. A listener bound to an unspecified address
+    /// (`0.0.0.0`) is advertised as loopback.
+    pub async fn spawn(
+        listener: tokio::net::TcpListener,
+        config: IssuerConfig,
+    ) -> Result<DevIssuer, IssuerError> {
+        if config.request_token.is_empty() {
+            return Err(IssuerError::EmptyRequestToken);
+        }
+        let lifetime_secs = i64::try_from(config.token_lifetime.as_secs())
+            .map_err(|_| IssuerError::Lifetime(config.token_lifetime))?;
+        let addr = listener.local_addr().map_err(IssuerError::ListenerAddr)?;
+        let issuer_url = format!("http://{}", advertised(addr));
+        let key = RsaSigningKey::generate().map_err(IssuerError::GenerateKey)?;
+
+        let template = build_template(&issuer_url, &config.default_claims);
+        let owner = template
+            .get("repository_owner")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let default_audience = format!("https://github.com/{owner}");
+        let request_token_digest = sha256(config.request_token.as_bytes());
+
+        let shared = Arc::new(Shared {
+            issuer_url,
+            request_token: config.request_token,
+            request_token_digest,
+            lifetime_secs,
+            template,
+            pinned: config.default_claims.keys().cloned().collect(),
+            default_audience,
+            keys: RwLock::new(KeySet {
+                current: key,
+                retired: Vec::new(),
+            }),
+            jwks_mode: Mutex::new(JwksMode::Normal),
+            cache_control: Mutex::new(Some(DEFAULT_JWKS_CACHE_CONTROL.to_owned())),
+            jwks_fetches: AtomicUsize::new(0),
+            discovery_fetches: AtomicUsize::new(0),
+        });
+
+        let app = router(Arc::clone(&shared));
+        let task = tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, app).await {
+                tracing::error!(%error, "dev OIDC issuer stopped serving");
+            }
+        });
+        tracing::info!(
+            issuer = %shared.issuer_url,
+            "dev OIDC issuer (local stand-in for GitHub Actions, not GitHub) listening"
+        );
+        Ok(DevIssuer {
+            shared,
+            _server: Arc::new(ServerTask(task)),
+        })
+    }
+
+    /// The issuer URL, `http://127.0.0.1:PORT` without a trailing slash:
+    /// exactly the `iss` of minted tokens and the discovery `issuer`.
+    pub fn issuer_url(&self) -> String {
+        self.shared.issuer_url.clone()
+    }
+
+    /// The `ACTIONS_ID_TOKEN_REQUEST_URL` to hand a job. It already carries a
+    /// query string, so clients append `&audience=...`.
+    pub fn request_url(&self) -> String {
+        format!("{}{TOKEN_PATH}?api-version=2.0", self.shared.issuer_url)
+    }
+
+    /// The `ACTIONS_ID_TOKEN_REQUEST_TOKEN` the token endpoint accepts.
+    pub fn request_token(&self) -> &str {
+        &self.shared.request_token
+    }
+
+    /// Mints a token for `audience`, signed by the current key with its `kid`.
+    ///
+    /// `overrides` is a JSON object (or `null` for none) merged last: a key set
+    /// to `null` removes that claim, and any claim (`iss`, `exp`, `nbf`, ...)
+    /// may be replaced. Unless `sub` is overridden here or pinned by the
+    /// config, it is derived from the final `repository`, `environment`,
+    /// `event_name` and `ref`, as GitHub does.
+    pub fn mint(&self, audience: &str, overrides: Value) -> Result<String, IssuerError> {
+        let overrides = match overrides {
+            Value::Object(map) => map,
+            Value::Null => Map::new(),
+            _ => return Err(IssuerError::OverridesNotObject),
+        };
+        self.shared.mint(audience, &overrides)
+    }
+
+    /// The current signing key, for tests that hand-craft hostile tokens.
+    pub fn current_key(&self) -> RsaSigningKey {
+        self.shared.read_keys().current.clone()
+    }
+
+    /// Replaces the signing key with a fresh one and returns it. With
+    /// `keep_old_in_jwks` the previous keys stay published; without it the
+    /// JWKS holds only the new key, so tokens signed earlier stop verifying.
+    pub fn rotate(&self, keep_old_in_jwks: bool) -> Result<RsaSigningKey, IssuerError> {
+        let fresh = RsaSigningKey::generate().map_err(IssuerError::GenerateKey)?;
+        let mut keys = self.shared.write_keys();
+        let old = std::mem::replace(&mut keys.current, fresh.clone());
+        if keep_old_in_jwks {
+            keys.retired.insert(0, old);
+        } else {
+            keys.retired.clear();
+        }
+        tracing::info!(kid = %fresh.kid(), keep_old_in_jwks, "dev OIDC issuer rotated its key");
+        Ok(fresh)
+    }
+
+    /// Sets how the JWKS endpoint behaves from the next request on.
+    pub fn set_jwks_mode(&self, mode: JwksMode) {
+        *lock(&self.shared.jwks_mode) = mode;
+    }
+
+    /// Sets the JWKS `Cache-Control` header (default [`DEFAULT_JWKS_CACHE_CONTROL`]);
+    /// `None` sends none. A value that is not a valid header value is not sent.
+    pub fn set_cache_control(&self, value: Option<String>) {
+        *lock(&self.shared.cache_control) = value;
+    }
+
+    /// Requests the JWKS endpoint has received, whatever its mode.
+    pub fn jwks_fetch_count(&self) -> usize {
+        self.shared.jwks_fetches.load(Ordering::SeqCst)
+    }
+
+    /// Requests the discovery endpoint has received.
+    pub fn discovery_fetch_count(&self) -> usize {
+        self.shared.discovery_fetches.load(Ordering::SeqCst)
+    }
+
+    /// The claims [`DevIssuer::mint`] starts from, before the per-token
+    /// claims (`aud`, `iat`, `nbf`, `exp`, `jti`) and overrides: the built-in
+    /// defaults with the config merged in, plus `iss` and the derived `sub`.
+    pub fn claims_template(&self) -> Map<String, Value> {
+        self.shared.template.clone()
+    }
+}
+
+impl Shared {
+    fn read_keys(&self) -> std::sync::RwLockReadGuard<'_, KeySet> {
+        // A poisoned lock still holds a usable key set.
+        self.keys.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write_keys(&self) -> std::sync::RwLockWriteGuard<'_, KeySet> {
+        self.keys.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn mode(&self) -> JwksMode {
+        *lock(&self.jwks_mode)
+    }
+
+    /// Builds and signs one token; see [`DevIssuer::mint`].
+    fn mint(&self, audience: &str, overrides: &Map<String, Value>) -> Result<String, IssuerError> {
+        let claims = self.claims_for(audience, overrides, wall_clock_now())?;
+        let key = self.read_keys().current.clone();
+        let jwt = key.sign_jwt(&claims, true).map_err(IssuerError::Sign)?;
+        let sub = claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        tracing::debug!(
+            sub,
+            aud = audience,
+            kid = key.kid(),
+            "dev OIDC issuer minted a token"
+        );
+        Ok(jwt)
+    }
+
+    /// The claim set of one token issued at `now`.
+    fn claims_for(
+        &self,
+        audience: &str,
+        overrides: &Map<String, Value>,
+        now: OffsetDateTime,
+    ) -> Result<Map<String, Value>, IssuerError> {
+        let iat = now.unix_timestamp();
+        let exp = iat
+            .checked_add(self.lifetime_secs)
+            .ok_or(IssuerError::TimeRange)?;
+        let mut claims = self.template.clone();
+        let fresh = [
+            ("iat", Value::from(iat)),
+            ("nbf", Value::from(iat)),
+            ("exp", Value::from(exp)),
+            ("jti", Value::from(uuid::Uuid::new_v4().to_string())),
+        ];
+        for (name, value) in fresh {
+            if !self.pinned.contains(name) {
+                claims.insert(name.to_owned(), value);
+            }
+        }
+        claims.insert("aud".to_owned(), Value::from(audience));
+        merge(&mut claims, overrides);
+        if !self.pinned.contains("sub") && !overrides.contains_key("sub") {
+            let sub = default_sub(&claims);
+            claims.insert("sub".to_owned(), Value::from(sub));
+        }
+        Ok(claims)
+    }
+
+    /// Whether `headers` carry `Authorization: Bearer <request token>` (scheme in any case).
+    fn authorized(&self, headers: &HeaderMap) -> bool {
+        let Some(value) = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+        else {
+            return false;
+        };
+        let Some((scheme, token)) = value.trim().split_once(' ') else {
+            return false;
+        };
+        scheme.eq_ignore_ascii_case("bearer")
+            && sha256(token.trim_start().as_bytes()) == self.request_token_digest
+    }
+}
+
+/// The one place the issuer reads the wall clock: it is dev tooling that
+/// mints tokens for real verifiers, so `iat` must be the real time. It goes
+/// through [`SystemClock`], the crate's sanctioned clock reader.
+fn wall_clock_now() -> OffsetDateTime {
+    SystemClock.now()
+}
+
+/// Locks `m`, carrying on past poisoning: the values guarded here stay valid.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn sha256(bytes: &[u8]) -> Vec<u8> {
+    ring::digest::digest(&ring::digest::SHA256, bytes)
+        .as_ref()
+        .to_vec()
+}
+
+/// The address to advertise: an unspecified bind address becomes loopback,
+/// since no client can connect to `0.0.0.0`.
+fn advertised(addr: SocketAddr) -> SocketAddr {
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, addr.port())
+}
+
+/// Built-in claims, then `iss`, then the config's claims, then `sub` derived
+/// from the result unless the config set it.
+fn build_template(issuer_url: &str, config: &Map<String, Value>) -> Map<String, Value> {
+    let mut claims: Map<String, Value> = BUILTIN_CLAIMS
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), Value::from(*value)))
+        .collect();
+    claims.insert("iss".to_owned(), Value::from(issuer_url));
+    merge(&mut claims, config);
+    if !config.contains_key("sub") {
+        let sub = default_sub(&claims);
+        claims.insert("sub".to_owned(), Value::from(sub));
+    }
+    claims
+}
+
+/// Merges `overrides` into `claims`; a `null` value removes the claim.
+fn merge(claims: &mut Map<String, Value>, overrides: &Map<String, Value>) {
+    for (name, value) in overrides {
+        if value.is_null() {
+            claims.remove(name);
+        } else {
+            claims.insert(name.clone(), value.clone());
+        }
+    }
+}
+
+/// GitHub's default `sub`, by the first rule that applies: an environment,
+/// then a `pull_request` event, then the ref. A `:` inside a value becomes `%3A`.
+fn default_sub(claims: &Map<String, Value>) -> String {
+    let text = |name: &str| claims.get(name).and_then(Value::as_str).unwrap_or_default();
+    let encode = |value: &str| value.replace(':', "%3A");
+    let repo = encode(text("repository"));
+    let environment = text("environment");
+    if !environment.is_empty() {
+        format!("repo:{repo}:environment:{}", encode(environment))
+    } else if text("event_name") == "pull_request" {
+        format!("repo:{repo}:pull_request")
+    } else {
+        format!("repo:{repo}:ref:{}", encode(text("ref")))
+    }
+}
+
+fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/", get(banner))
+        .route(DISCOVERY_PATH, get(discovery))
+        .route(JWKS_PATH, get(jwks))
+        .route(TOKEN_PATH, get(token))
+        .fallback(not_found)
+        .layer(axum::middleware::map_response(mark_as_stand_in))
+        .with_state(shared)
+}
+
+/// Stamps every response, including 404s and 405s, as coming from the stand-in.
+async fn mark_as_stand_in(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        HeaderName::from_static(DEV_HEADER_NAME),
+        HeaderValue::from_static(DEV_HEADER_VALUE),
+    );
+    response
+}
+
+async fn banner() -> Response {
+    (
+        [(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        )],
+        BANNER,
+    )
+        .into_response()
+}
+
+async fn not_found() -> Response {
+    error_response(StatusCode::NOT_FOUND, "not found")
+}
+
+/// A fixed JSON error body; the strings never include request data.
+fn error_response(status: StatusCode, message: &'static str) -> Response {
+    (status, Json(json!({ "message": message }))).into_response()
+}
+
+async fn discovery(State(shared): State<Arc<Shared>>) -> Response {
+    shared.discovery_fetches.fetch_add(1, Ordering::SeqCst);
+    let issuer = &shared.issuer_url;
+    Json(json!({
+        "issuer": issuer,
+        "jwks_uri": format!("{issuer}{JWKS_PATH}"),
+        "subject_types_supported": ["public", "pairwise"],
+        "response_types_supported": ["id_token"],
+        "claims_supported": CLAIMS_SUPPORTED,
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "scopes_supported": ["openid"],
+    }))
+    .into_response()
+}
+
+async fn jwks(State(shared): State<Arc<Shared>>) -> Response {
+    shared.jwks_fetches.fetch_add(1, Ordering::SeqCst);
+    let mut response = match shared.mode() {
+        JwksMode::Down => return error_response(StatusCode::INTERNAL_SERVER_ERROR, "JWKS down"),
+        JwksMode::Garbage => (
+            [(CONTENT_TYPE, HeaderValue::from_static("text/html"))],
+            "<html><body>this is not a JWKS</body></html>",
+        )
+            .into_response(),
+        JwksMode::Empty => Json(json!({ "keys": [] })).into_response(),
+        JwksMode::Slow(delay) => {
+            tokio::time::sleep(delay).await;
+            Json(published_keys(&shared)).into_response()
+        }
+        JwksMode::Normal => Json(published_keys(&shared)).into_response(),
+    };
+    let cache_control = lock(&shared.cache_control).clone();
+    if let Some(value) = cache_control {
+        match HeaderValue::from_str(&value) {
+            Ok(value) => {
+                response.headers_mut().insert(CACHE_CONTROL, value);
+            }
+            Err(_) => tracing::warn!(
+                "dev OIDC issuer: Cache-Control value is not a valid header; sending none"
+            ),
+        }
+    }
+    response
+}
+
+/// `{"keys": [current, retired...]}`.
+fn published_keys(shared: &Shared) -> Value {
+    let keys = shared.read_keys();
+    let jwks: Vec<_> = std::iter::once(&keys.current)
+        .chain(keys.retired.iter())
+        .map(RsaSigningKey::public_jwk)
+        .collect();
+    json!({ "keys": jwks })
+}
+
+/// The token endpoint: bearer first, then the audience, then mint.
+async fn token(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    // 1. Only the job's request token may ask for an ID token.
+    if !shared.authorized(&headers) {
+        let mut response = error_response(
+            StatusCode::UNAUTHORIZED,
+            "missing or invalid bearer request token",
+        );
+        response
+            .headers_mut()
+            .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return response;
+    }
+    // 2. The audience comes from the (percent-decoded) query; nothing else there matters.
+    let audience = match requested_audience(query.as_deref()) {
+        Ok(Some(audience)) => audience,
+        Ok(None) => shared.default_audience.clone(),
+        Err(message) => return error_response(StatusCode::BAD_REQUEST, message),
+    };
+    // 3. Claims come only from the config; the request cannot change them.
+    match shared.mint(&audience, &Map::new()) {
+        Ok(jwt) => Json(json!({ "value": jwt, "count": 1 })).into_response(),
+        Err(error) => {
+            tracing::error!(%error, "dev OIDC issuer could not mint a token");
+            error_response(StatusCode::INTERNAL_SERVER_ERROR, "could not mint token")
+        }
+    }
+}
+
+/// The single `audience` query parameter, decoded; `None` when absent.
+fn requested_audience(query: Option<&str>) -> Result<Option<String>, &'static str> {
+    let mut audiences = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .filter(|(name, _)| name == "audience")
+        .map(|(_, value)| value.into_owned());
+    let first = audiences.next();
+    if audiences.next().is_some() {
+        return Err("give at most one audience parameter");
+    }
+    match first {
+        Some(audience) if audience.is_empty() => Err("audience must not be empty"),
+        other => Ok(other),
+    }
+}
