@@ -722,3 +722,583 @@ fn requested_audience(query: Option<&str>) -> Result<Option<String>, &'static st
         other => Ok(other),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    use ring::signature::{RsaPublicKeyComponents, RSA_PKCS1_2048_8192_SHA256};
+    use std::time::Instant;
+
+    const REQUEST_TOKEN: &str = "test-request-token-7f3a";
+
+    async fn start(config: IssuerConfig) -> DevIssuer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        DevIssuer::spawn(listener, config).await.unwrap()
+    }
+
+    async fn start_default() -> DevIssuer {
+        start(IssuerConfig::new(REQUEST_TOKEN)).await
+    }
+
+    fn config_with(claims: Value) -> IssuerConfig {
+        let Value::Object(default_claims) = claims else {
+            panic!("claims must be an object")
+        };
+        IssuerConfig {
+            default_claims,
+            ..IssuerConfig::new(REQUEST_TOKEN)
+        }
+    }
+
+    fn part(jwt: &str, index: usize) -> Map<String, Value> {
+        let segment = jwt.split('.').nth(index).unwrap();
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(segment).unwrap()).unwrap()
+    }
+
+    fn claims(jwt: &str) -> Map<String, Value> {
+        part(jwt, 1)
+    }
+
+    fn header(jwt: &str) -> Map<String, Value> {
+        part(jwt, 0)
+    }
+
+    async fn get(url: &str) -> reqwest::Response {
+        reqwest::get(url).await.unwrap()
+    }
+
+    async fn json_of(response: reqwest::Response) -> Value {
+        serde_json::from_str(&response.text().await.unwrap()).unwrap()
+    }
+
+    /// Requests a token as `@actions/core`'s `getIDToken` does.
+    async fn request_token_with(
+        issuer: &DevIssuer,
+        audience_query: Option<&str>,
+        authorization: Option<&str>,
+    ) -> reqwest::Response {
+        let mut url = issuer.request_url();
+        if let Some(audience) = audience_query {
+            url = format!("{url}&audience={audience}");
+        }
+        let mut request = reqwest::Client::new()
+            .get(url)
+            .header("Accept", "application/json");
+        if let Some(value) = authorization {
+            request = request.header("Authorization", value);
+        }
+        request.send().await.unwrap()
+    }
+
+    async fn fetch_jwt(issuer: &DevIssuer, audience_query: Option<&str>) -> String {
+        let bearer = format!("Bearer {}", issuer.request_token());
+        let response = request_token_with(issuer, audience_query, Some(&bearer)).await;
+        assert_eq!(response.status(), 200);
+        let body = json_of(response).await;
+        assert_eq!(body["count"], 1);
+        body["value"].as_str().unwrap().to_owned()
+    }
+
+    async fn jwks_of(issuer: &DevIssuer) -> Value {
+        json_of(get(&format!("{}/.well-known/jwks", issuer.issuer_url())).await).await
+    }
+
+    fn kids(jwks: &Value) -> Vec<String> {
+        jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// Verifies `jwt` with the JWKS key named by its `kid`, using ring directly.
+    fn verifies_with(jwt: &str, jwks: &Value) -> bool {
+        let kid = header(jwt)["kid"].as_str().unwrap().to_owned();
+        let Some(jwk) = jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["kid"] == kid.as_str())
+        else {
+            return false;
+        };
+        let b64 = |name: &str| URL_SAFE_NO_PAD.decode(jwk[name].as_str().unwrap()).unwrap();
+        let public = RsaPublicKeyComponents {
+            n: b64("n"),
+            e: b64("e"),
+        };
+        let (signed, signature) = jwt.rsplit_once('.').unwrap();
+        let signature = URL_SAFE_NO_PAD.decode(signature).unwrap();
+        public
+            .verify(&RSA_PKCS1_2048_8192_SHA256, signed.as_bytes(), &signature)
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn discovery_issuer_is_issuer_url_and_jwks_uri_serves_the_key() {
+        let issuer = start_default().await;
+        let url = issuer.issuer_url();
+        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+        assert!(!url.ends_with('/'));
+
+        let response = get(&format!("{url}/.well-known/openid-configuration")).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()[DEV_HEADER_NAME], DEV_HEADER_VALUE);
+        let doc = json_of(response).await;
+        assert_eq!(doc["issuer"], url.as_str());
+        assert_eq!(doc["jwks_uri"], format!("{url}/.well-known/jwks"));
+        assert_eq!(
+            doc["id_token_signing_alg_values_supported"],
+            json!(["RS256"])
+        );
+        assert!(doc["response_types_supported"].is_array());
+        assert!(doc["subject_types_supported"].is_array());
+        assert!(doc["claims_supported"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("repository_owner_id")));
+
+        let jwks = json_of(get(doc["jwks_uri"].as_str().unwrap()).await).await;
+        let key = &jwks["keys"][0];
+        assert_eq!(key["kid"], issuer.current_key().kid());
+        assert_eq!(key["kty"], "RSA");
+        assert_eq!(key["use"], "sig");
+        assert_eq!(key["alg"], "RS256");
+        assert!(key["n"].as_str().unwrap().len() > 300);
+        assert_eq!(key["e"], "AQAB");
+    }
+
+    #[tokio::test]
+    async fn banner_and_stand_in_header_on_every_response() {
+        let issuer = start_default().await;
+        let response = get(&format!("{}/", issuer.issuer_url())).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()[DEV_HEADER_NAME], DEV_HEADER_VALUE);
+        assert!(response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain"));
+        let text = response.text().await.unwrap();
+        assert!(text.contains("LOCAL development OIDC issuer"));
+        assert!(text.contains("NOT GitHub"));
+        assert!(text.contains("development and tests only"));
+
+        let missing = get(&format!("{}/nope", issuer.issuer_url())).await;
+        assert_eq!(missing.status(), 404);
+        assert_eq!(missing.headers()[DEV_HEADER_NAME], DEV_HEADER_VALUE);
+        let refused = request_token_with(&issuer, None, None).await;
+        assert_eq!(refused.headers()[DEV_HEADER_NAME], DEV_HEADER_VALUE);
+    }
+
+    #[tokio::test]
+    async fn token_endpoint_requires_the_request_token_as_bearer() {
+        let issuer = start_default().await;
+        let right = issuer.request_token().to_owned();
+        let truncated = &right[..right.len() - 1];
+        for authorization in [
+            None,
+            Some("Bearer wrong".to_owned()),
+            Some(format!("Bearer {truncated}")),
+            Some(format!("Basic {right}")),
+            Some(right.clone()),
+            Some("Bearer ".to_owned()),
+        ] {
+            let response = request_token_with(&issuer, None, authorization.as_deref()).await;
+            assert_eq!(response.status(), 401, "{authorization:?}");
+            assert_eq!(response.headers()["www-authenticate"], "Bearer");
+            let body = json_of(response).await;
+            assert!(body["message"].is_string());
+            assert!(body.get("value").is_none());
+        }
+        for scheme in ["Bearer", "bearer", "BEARER"] {
+            let response =
+                request_token_with(&issuer, None, Some(&format!("{scheme} {right}"))).await;
+            assert_eq!(response.status(), 200, "{scheme}");
+        }
+    }
+
+    #[tokio::test]
+    async fn request_url_already_has_a_query_string() {
+        let issuer = start_default().await;
+        assert_eq!(
+            issuer.request_url(),
+            format!(
+                "{}/_apis/pipelines/token?api-version=2.0",
+                issuer.issuer_url()
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn audience_comes_from_the_url_encoded_query_or_defaults_to_the_owner() {
+        let issuer = start_default().await;
+        // What `getIDToken` sends: `encodeURIComponent("https://example.com")`.
+        let jwt = fetch_jwt(&issuer, Some("https%3A%2F%2Fexample.com")).await;
+        let c = claims(&jwt);
+        assert_eq!(c["aud"], "https://example.com");
+        assert_eq!(c["iss"], issuer.issuer_url().as_str());
+
+        let jwt = fetch_jwt(&issuer, Some("api%3A%2F%2FAzureADTokenExchange")).await;
+        assert_eq!(claims(&jwt)["aud"], "api://AzureADTokenExchange");
+        let jwt = fetch_jwt(&issuer, Some("sts.amazonaws.com")).await;
+        assert_eq!(claims(&jwt)["aud"], "sts.amazonaws.com");
+
+        let jwt = fetch_jwt(&issuer, None).await;
+        assert_eq!(claims(&jwt)["aud"], "https://github.com/acme");
+
+        let other = start(config_with(json!({"repository_owner": "octo-org"}))).await;
+        let jwt = fetch_jwt(&other, None).await;
+        assert_eq!(claims(&jwt)["aud"], "https://github.com/octo-org");
+    }
+
+    #[tokio::test]
+    async fn query_parameters_cannot_change_claims() {
+        let issuer = start_default().await;
+        let jwt = fetch_jwt(
+            &issuer,
+            Some("x&sub=repo%3Aevil%2Fx%3Aref%3Arefs%2Fheads%2Fmain&repository=evil%2Fx&environment=prod"),
+        )
+        .await;
+        let c = claims(&jwt);
+        assert_eq!(c["aud"], "x");
+        assert_eq!(c["sub"], "repo:acme/app:ref:refs/heads/main");
+        assert_eq!(c["repository"], "acme/app");
+        assert!(c.get("environment").is_none());
+
+        let bearer = format!("Bearer {REQUEST_TOKEN}");
+        for query in ["a&audience=b", ""] {
+            let response = request_token_with(&issuer, Some(query), Some(&bearer)).await;
+            assert_eq!(response.status(), 400, "{query:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn default_sub_follows_environment_then_pull_request_then_ref() {
+        let issuer = start_default().await;
+        assert_eq!(
+            issuer.claims_template()["sub"],
+            "repo:acme/app:ref:refs/heads/main"
+        );
+        let sub = |overrides: Value| claims(&issuer.mint("aud", overrides).unwrap())["sub"].clone();
+        assert_eq!(sub(Value::Null), "repo:acme/app:ref:refs/heads/main");
+        assert_eq!(
+            sub(json!({"environment": "prod"})),
+            "repo:acme/app:environment:prod"
+        );
+        assert_eq!(
+            sub(json!({"event_name": "pull_request", "ref": "refs/pull/7/merge"})),
+            "repo:acme/app:pull_request"
+        );
+        assert_eq!(
+            sub(json!({"event_name": "pull_request", "environment": "staging"})),
+            "repo:acme/app:environment:staging"
+        );
+        assert_eq!(
+            sub(json!({"ref": "refs/tags/v1.2.0", "ref_type": "tag"})),
+            "repo:acme/app:ref:refs/tags/v1.2.0"
+        );
+        assert_eq!(
+            sub(json!({"repository": "octo/web", "ref": "refs/heads/dev"})),
+            "repo:octo/web:ref:refs/heads/dev"
+        );
+        assert_eq!(
+            sub(json!({"environment": "prod:eu"})),
+            "repo:acme/app:environment:prod%3Aeu"
+        );
+        assert_eq!(
+            sub(json!({"environment": "prod", "sub": "custom"})),
+            "custom"
+        );
+
+        let env = start(config_with(json!({"environment": "prod"}))).await;
+        assert_eq!(
+            env.claims_template()["sub"],
+            "repo:acme/app:environment:prod"
+        );
+        let jwt = env.mint("aud", json!({"environment": null})).unwrap();
+        assert_eq!(claims(&jwt)["sub"], "repo:acme/app:ref:refs/heads/main");
+
+        let pinned = start(config_with(json!({"sub": "pinned"}))).await;
+        let jwt = pinned.mint("aud", json!({"environment": "prod"})).unwrap();
+        assert_eq!(claims(&jwt)["sub"], "pinned");
+    }
+
+    #[tokio::test]
+    async fn default_token_is_github_shaped() {
+        let issuer = start_default().await;
+        let before = SystemClock.now().unix_timestamp();
+        let jwt = issuer.mint("https://example.com", Value::Null).unwrap();
+        let after = SystemClock.now().unix_timestamp();
+
+        let h = header(&jwt);
+        assert_eq!(h["alg"], "RS256");
+        assert_eq!(h["typ"], "JWT");
+        assert_eq!(h["kid"], issuer.current_key().kid());
+
+        let c = claims(&jwt);
+        let iat = c["iat"].as_i64().unwrap();
+        assert!((before..=after).contains(&iat));
+        assert_eq!(c["nbf"].as_i64(), Some(iat));
+        assert_eq!(c["exp"].as_i64(), Some(iat + 300));
+        assert!(uuid::Uuid::parse_str(c["jti"].as_str().unwrap()).is_ok());
+        assert_ne!(
+            claims(&issuer.mint("https://example.com", Value::Null).unwrap())["jti"],
+            c["jti"]
+        );
+        assert_eq!(c["aud"], "https://example.com");
+        assert_eq!(c["iss"], issuer.issuer_url().as_str());
+        assert_eq!(c["repository"], "acme/app");
+        assert_eq!(c["repository_owner"], "acme");
+        assert_eq!(c["ref"], "refs/heads/main");
+        assert_eq!(c["event_name"], "push");
+        assert_eq!(c["runner_environment"], "github-hosted");
+        assert!(c.get("environment").is_none());
+        for name in [
+            "actor",
+            "actor_id",
+            "base_ref",
+            "head_ref",
+            "job_workflow_ref",
+            "job_workflow_sha",
+            "ref_type",
+            "ref_protected",
+            "repository_id",
+            "repository_owner_id",
+            "repository_visibility",
+            "run_id",
+            "run_number",
+            "run_attempt",
+            "sha",
+            "workflow",
+            "workflow_ref",
+            "workflow_sha",
+        ] {
+            assert!(c[name].is_string(), "{name} must be a string claim");
+        }
+    }
+
+    #[tokio::test]
+    async fn overrides_replace_and_null_removes_claims() {
+        let issuer = start(IssuerConfig {
+            token_lifetime: Duration::from_secs(60),
+            ..config_with(json!({"base_ref": null, "actor": "config-actor"}))
+        })
+        .await;
+        let template = issuer.claims_template();
+        assert!(template.get("base_ref").is_none());
+        assert_eq!(template["actor"], "config-actor");
+        assert_eq!(template["iss"], issuer.issuer_url().as_str());
+        for per_token in ["aud", "iat", "nbf", "exp", "jti"] {
+            assert!(template.get(per_token).is_none(), "{per_token}");
+        }
+
+        let jwt = issuer
+            .mint(
+                "aud",
+                json!({"ref_protected": null, "actor": "mallory", "exp": 1, "iss": "https://evil.example"}),
+            )
+            .unwrap();
+        let c = claims(&jwt);
+        assert!(c.get("ref_protected").is_none());
+        assert!(c.get("base_ref").is_none());
+        assert_eq!(c["actor"], "mallory");
+        assert_eq!(c["exp"], 1);
+        assert_eq!(c["iss"], "https://evil.example");
+
+        let c = claims(&issuer.mint("aud", json!({})).unwrap());
+        assert_eq!(c["actor"], "config-actor");
+        assert_eq!(c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap(), 60);
+
+        assert!(matches!(
+            issuer.mint("aud", json!(["not", "an", "object"])),
+            Err(IssuerError::OverridesNotObject)
+        ));
+
+        let pinned = start(config_with(json!({"exp": 42, "jti": "fixed"}))).await;
+        let c = claims(&pinned.mint("aud", Value::Null).unwrap());
+        assert_eq!(c["exp"], 42);
+        assert_eq!(c["jti"], "fixed");
+    }
+
+    #[tokio::test]
+    async fn tokens_verify_against_the_published_key_with_ring() {
+        let issuer = start_default().await;
+        let jwt = fetch_jwt(&issuer, Some("aud")).await;
+        let jwks = jwks_of(&issuer).await;
+        assert!(verifies_with(&jwt, &jwks));
+
+        let (head, rest) = jwt.split_once('.').unwrap();
+        let (_, signature) = rest.split_once('.').unwrap();
+        let forged_payload =
+            URL_SAFE_NO_PAD.encode(br#"{"sub":"repo:evil/x:ref:refs/heads/main"}"#);
+        let forged = format!("{head}.{forged_payload}.{signature}");
+        assert!(!verifies_with(&forged, &jwks));
+
+        // A hand-crafted token signed with the current key verifies too.
+        let raw = issuer
+            .current_key()
+            .sign_raw(
+                format!(
+                    r#"{{"alg":"RS256","kid":"{}"}}"#,
+                    issuer.current_key().kid()
+                )
+                .as_bytes(),
+                b"{}",
+            )
+            .unwrap();
+        assert!(verifies_with(&raw, &jwks));
+    }
+
+    #[tokio::test]
+    async fn rotation_changes_kid_and_keep_old_controls_the_jwks() {
+        let issuer = start_default().await;
+        let first = issuer.current_key();
+        let old_jwt = issuer.mint("aud", Value::Null).unwrap();
+
+        let second = issuer.rotate(true).unwrap();
+        assert_ne!(second.kid(), first.kid());
+        assert_eq!(issuer.current_key().kid(), second.kid());
+        let new_jwt = issuer.mint("aud", Value::Null).unwrap();
+        assert_eq!(header(&new_jwt)["kid"], second.kid());
+        let jwks = jwks_of(&issuer).await;
+        assert_eq!(kids(&jwks), vec![second.kid(), first.kid()]);
+        assert!(verifies_with(&old_jwt, &jwks));
+        assert!(verifies_with(&new_jwt, &jwks));
+
+        let third = issuer.rotate(false).unwrap();
+        let jwks = jwks_of(&issuer).await;
+        assert_eq!(kids(&jwks), vec![third.kid()]);
+        assert!(!verifies_with(&old_jwt, &jwks));
+        assert!(!verifies_with(&new_jwt, &jwks));
+        assert!(verifies_with(
+            &issuer.mint("aud", Value::Null).unwrap(),
+            &jwks
+        ));
+    }
+
+    #[tokio::test]
+    async fn jwks_modes_and_fetch_counters() {
+        let issuer = start_default().await;
+        let url = format!("{}/.well-known/jwks", issuer.issuer_url());
+        assert_eq!(issuer.jwks_fetch_count(), 0);
+        assert_eq!(issuer.discovery_fetch_count(), 0);
+
+        issuer.set_jwks_mode(JwksMode::Down);
+        let response = get(&url).await;
+        assert_eq!(response.status(), 500);
+        assert_eq!(response.headers()[DEV_HEADER_NAME], DEV_HEADER_VALUE);
+
+        issuer.set_jwks_mode(JwksMode::Garbage);
+        let response = get(&url).await;
+        assert_eq!(response.status(), 200);
+        let body = response.text().await.unwrap();
+        assert!(serde_json::from_str::<Value>(&body).is_err(), "{body}");
+
+        issuer.set_jwks_mode(JwksMode::Empty);
+        let response = get(&url).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(json_of(response).await, json!({"keys": []}));
+
+        let delay = Duration::from_millis(300);
+        issuer.set_jwks_mode(JwksMode::Slow(delay));
+        let started = Instant::now();
+        let response = get(&url).await;
+        assert!(started.elapsed() >= delay);
+        assert_eq!(
+            kids(&json_of(response).await),
+            vec![issuer.current_key().kid()]
+        );
+        let impatient = reqwest::Client::builder()
+            .timeout(Duration::from_millis(50))
+            .build()
+            .unwrap();
+        assert!(impatient.get(&url).send().await.unwrap_err().is_timeout());
+
+        issuer.set_jwks_mode(JwksMode::Normal);
+        let started = Instant::now();
+        assert_eq!(
+            kids(&jwks_of(&issuer).await),
+            vec![issuer.current_key().kid()]
+        );
+        assert!(started.elapsed() < delay);
+
+        assert_eq!(issuer.jwks_fetch_count(), 6);
+        assert_eq!(issuer.discovery_fetch_count(), 0);
+        for _ in 0..2 {
+            get(&format!(
+                "{}/.well-known/openid-configuration",
+                issuer.issuer_url()
+            ))
+            .await;
+        }
+        assert_eq!(issuer.discovery_fetch_count(), 2);
+        assert_eq!(issuer.jwks_fetch_count(), 6);
+    }
+
+    #[tokio::test]
+    async fn jwks_cache_control_is_honoured() {
+        let issuer = start_default().await;
+        let url = format!("{}/.well-known/jwks", issuer.issuer_url());
+        let cache_control = |response: &reqwest::Response| {
+            response
+                .headers()
+                .get("cache-control")
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
+        assert_eq!(
+            cache_control(&get(&url).await).as_deref(),
+            Some("max-age=300")
+        );
+        issuer.set_cache_control(Some("no-store".to_owned()));
+        assert_eq!(cache_control(&get(&url).await).as_deref(), Some("no-store"));
+        issuer.set_jwks_mode(JwksMode::Empty);
+        assert_eq!(cache_control(&get(&url).await).as_deref(), Some("no-store"));
+        issuer.set_cache_control(None);
+        assert_eq!(cache_control(&get(&url).await), None);
+        issuer.set_cache_control(Some("bad\nvalue".to_owned()));
+        let response = get(&url).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(cache_control(&response), None);
+    }
+
+    #[tokio::test]
+    async fn debug_shows_no_key_material_or_request_token() {
+        let issuer = start_default().await;
+        issuer.rotate(true).unwrap();
+        let debug = format!("{issuer:?}");
+        assert!(debug.contains(issuer.current_key().kid()), "{debug}");
+        assert!(debug.contains("REDACTED"));
+        assert!(!debug.contains(REQUEST_TOKEN));
+        let jwks = jwks_of(&issuer).await;
+        for key in jwks["keys"].as_array().unwrap() {
+            let n = key["n"].as_str().unwrap();
+            assert!(!debug.contains(&n[..32]));
+        }
+        let config = format!("{:?}", IssuerConfig::new(REQUEST_TOKEN));
+        assert!(!config.contains(REQUEST_TOKEN), "{config}");
+    }
+
+    #[tokio::test]
+    async fn spawn_refuses_an_empty_request_token() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        assert!(matches!(
+            DevIssuer::spawn(listener, IssuerConfig::new("")).await,
+            Err(IssuerError::EmptyRequestToken)
+        ));
+    }
+
+    #[tokio::test]
+    async fn dropping_the_last_handle_stops_the_server() {
+        let issuer = start_default().await;
+        let url = format!("{}/", issuer.issuer_url());
+        let clone = issuer.clone();
+        drop(issuer);
+        assert_eq!(get(&url).await.status(), 200);
+        drop(clone);
+        tokio::task::yield_now().await;
+        assert!(reqwest::get(&url).await.is_err());
+    }
+}
