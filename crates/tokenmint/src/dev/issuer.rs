@@ -405,7 +405,9 @@ impl DevIssuer {
     }
 
     /// Sets the JWKS `Cache-Control` header (default [`DEFAULT_JWKS_CACHE_CONTROL`]);
-    /// `None` sends none. A value that is not a valid header value is not sent.
+    /// `None` sends none. It goes on every 200 answer (normal, slow, empty and
+    /// garbage modes) but not on [`JwksMode::Down`]'s 500. A value that is not
+    /// a valid header value is not sent.
     pub fn set_cache_control(&self, value: Option<String>) {
         *lock(&self.shared.cache_control) = value;
     }
