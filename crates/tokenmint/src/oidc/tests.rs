@@ -1,1 +1,559 @@
-//! Verifier tests.
+//! Verifier tests against the real local issuer over loopback: one test per verification rule, plus the key cache's behaviour.
+
+use super::*;
+use crate::dev::issuer::{DevIssuer, IssuerConfig as DevConfig, JwksMode};
+use crate::keys::RsaSigningKey;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use serde_json::json;
+use time::Duration as TimeDelta;
+
+const AUD: &str = "tokenmint";
+
+async fn dev() -> DevIssuer {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    DevIssuer::spawn(listener, DevConfig::new("request-token"))
+        .await
+        .unwrap()
+}
+
+fn issuer_config(dev: &DevIssuer) -> IssuerConfig {
+    IssuerConfig {
+        name: "dev".into(),
+        url: dev.issuer_url(),
+        audiences: vec![AUD.into()],
+        algorithms: vec![Algorithm::RS256],
+        jwks_url: None,
+        max_token_age: Duration::from_secs(900),
+        max_token_lifetime: Duration::from_secs(21_600),
+        leeway: Duration::from_secs(60),
+    }
+}
+
+fn verifier(configs: Vec<IssuerConfig>) -> Verifier {
+    let configs: Vec<_> = configs.into_iter().map(Arc::new).collect();
+    Verifier::with_timeouts(
+        &configs,
+        Duration::from_millis(500),
+        Duration::from_millis(800),
+    )
+    .unwrap()
+}
+
+/// A fixed "now" a little in the past, so tokens are built relative to it.
+fn now() -> OffsetDateTime {
+    crate::clock::Clock::now(&crate::clock::SystemClock)
+}
+
+/// A token valid at `at`.
+fn token_at(dev: &DevIssuer, at: OffsetDateTime, extra: Value) -> String {
+    let t = at.unix_timestamp();
+    let mut o = json!({"iat": t, "nbf": t, "exp": t + 300});
+    if let (Some(o), Value::Object(e)) = (o.as_object_mut(), extra) {
+        o.extend(e);
+    }
+    dev.mint(AUD, o).unwrap()
+}
+
+fn err(r: Result<VerifiedClaims, Rejection>) -> VerifyError {
+    r.unwrap_err().error
+}
+
+/// Builds a token with a hand-written header and payload, signed by `key`.
+fn raw_token(key: &RsaSigningKey, header: &str, payload: &str) -> String {
+    key.sign_raw(header.as_bytes(), payload.as_bytes()).unwrap()
+}
+
+fn header_for(key: &RsaSigningKey) -> String {
+    format!(r#"{{"alg":"RS256","typ":"JWT","kid":"{}"}}"#, key.kid())
+}
+
+fn payload(dev: &DevIssuer, at: OffsetDateTime, extra: Value) -> Value {
+    let t = at.unix_timestamp();
+    let mut p = json!({"iss": dev.issuer_url(), "sub": "repo:acme/app:ref:refs/heads/main", "aud": AUD, "iat": t, "nbf": t, "exp": t + 300});
+    if let (Some(o), Value::Object(e)) = (p.as_object_mut(), extra) {
+        for (k, v) in e {
+            if v.is_null() {
+                o.remove(&k);
+            } else {
+                o.insert(k, v);
+            }
+        }
+    }
+    p
+}
+
+#[tokio::test]
+async fn accepts_a_good_token_and_exposes_claims() {
+    let dev = dev().await;
+    let v = verifier(vec![issuer_config(&dev)]);
+    let t0 = now();
+    let claims = v.verify(&token_at(&dev, t0, json!({})), t0).await.unwrap();
+    assert_eq!(claims.issuer_name(), "dev");
+    assert_eq!(claims.iss(), dev.issuer_url());
+    assert_eq!(claims.str_claim("repository"), Some("acme/app"));
+    assert_eq!(dev.discovery_fetch_count(), 1);
+    assert_eq!(dev.jwks_fetch_count(), 1);
+    // Cached: a second token costs no fetch.
+    v.verify(&token_at(&dev, t0, json!({})), t0).await.unwrap();
+    assert_eq!(dev.jwks_fetch_count(), 1);
+}
+
+#[tokio::test]
+async fn unknown_issuer_is_rejected_without_any_fetch() {
+    let dev = dev().await;
+    let v = verifier(vec![issuer_config(&dev)]);
+    let t0 = now();
+    for iss in [
+        "https://evil.example",
+        &format!("{}/", dev.issuer_url()),
+        &dev.issuer_url().to_uppercase(),
+    ] {
+        let t = token_at(&dev, t0, json!({"iss": iss}));
+        assert!(
+            matches!(err(v.verify(&t, t0).await), VerifyError::UnknownIssuer(_)),
+            "{iss}"
+        );
+    }
+    let t = token_at(&dev, t0, json!({"iss": null}));
+    assert_eq!(err(v.verify(&t, t0).await), VerifyError::NoIssuer);
+    assert_eq!(
+        dev.discovery_fetch_count() + dev.jwks_fetch_count(),
+        0,
+        "an unknown iss must never cause a fetch"
+    );
+}
+
+#[tokio::test]
+async fn oversized_and_malformed_tokens_cause_no_fetch() {
+    let dev = dev().await;
+    let v = verifier(vec![issuer_config(&dev)]);
+    let t0 = now();
+    let big = token_at(&dev, t0, json!({"pad": "x".repeat(17 * 1024)}));
+    assert!(matches!(
+        err(v.verify(&big, t0).await),
+        VerifyError::Malformed(JoseError::TooLarge(_))
+    ));
+    assert!(matches!(
+        err(v.verify("a.b", t0).await),
+        VerifyError::Malformed(_)
+    ));
+    assert_eq!(dev.jwks_fetch_count(), 0);
+}
+
+#[tokio::test]
+async fn discovery_issuer_must_match() {
+    let dev = dev().await;
+    // Configure the issuer with a trailing slash: discovery answers without it.
+    let mut cfg = issuer_config(&dev);
+    cfg.url = format!("{}/", dev.issuer_url());
+    let v = verifier(vec![cfg.clone()]);
+    let t0 = now();
+    let t = token_at(&dev, t0, json!({"iss": cfg.url}));
+    match err(v.verify(&t, t0).await) {
+        VerifyError::KeysUnavailable { reason, .. } => {
+            assert!(reason.contains("names issuer"), "{reason}")
+        }
+        other => panic!("expected KeysUnavailable, got {other:?}"),
+    }
+    assert_eq!(
+        dev.jwks_fetch_count(),
+        0,
+        "a mismatched discovery document must not lead to its jwks_uri"
+    );
+}
+
+#[tokio::test]
+async fn jwks_url_skips_discovery() {
+    let dev = dev().await;
+    let mut cfg = issuer_config(&dev);
+    cfg.jwks_url =
+        Some(url::Url::parse(&format!("{}/.well-known/jwks", dev.issuer_url())).unwrap());
+    let v = verifier(vec![cfg]);
+    let t0 = now();
+    v.verify(&token_at(&dev, t0, json!({})), t0).await.unwrap();
+    assert_eq!(dev.discovery_fetch_count(), 0);
+    assert_eq!(dev.jwks_fetch_count(), 1);
+}
+
+#[tokio::test]
+async fn algorithm_must_be_allowed_for_the_issuer() {
+    let dev = dev().await;
+    let mut cfg = issuer_config(&dev);
+    cfg.algorithms = vec![Algorithm::PS256];
+    let v = verifier(vec![cfg]);
+    let t0 = now();
+    assert!(matches!(
+        err(v.verify(&token_at(&dev, t0, json!({})), t0).await),
+        VerifyError::DisallowedAlgorithm { .. }
+    ));
+    assert_eq!(dev.jwks_fetch_count(), 0);
+}
+
+#[tokio::test]
+async fn hostile_headers_are_rejected() {
+    let dev = dev().await;
+    let v = verifier(vec![issuer_config(&dev)]);
+    let t0 = now();
+    let key = dev.current_key();
+    let p = payload(&dev, t0, json!({})).to_string();
+    let kid = key.kid().to_owned();
+    // alg none, unsigned.
+    let none = format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#),
+        URL_SAFE_NO_PAD.encode(&p)
+    );
+    assert!(matches!(
+        err(v.verify(&none, t0).await),
+        VerifyError::Malformed(_)
+    ));
+    // HS256 "signed" with the RSA public key as the HMAC secret.
+    let h = format!(r#"{{"alg":"HS256","kid":"{kid}"}}"#);
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(&h),
+        URL_SAFE_NO_PAD.encode(&p)
+    );
+    let secret = serde_json::to_vec(&key.public_jwk()).unwrap();
+    let tag = ring::hmac::sign(
+        &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret),
+        input.as_bytes(),
+    );
+    let hs = format!("{input}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()));
+    assert!(matches!(
+        err(v.verify(&hs, t0).await),
+        VerifyError::Malformed(_)
+    ));
+    // crit, cty, wrong typ.
+    for h in [
+        format!(r#"{{"alg":"RS256","kid":"{kid}","crit":["exp"],"exp":1}}"#),
+        format!(r#"{{"alg":"RS256","kid":"{kid}","cty":"JWT"}}"#),
+        format!(r#"{{"alg":"RS256","kid":"{kid}","typ":"JOSE+JSON"}}"#),
+    ] {
+        assert!(
+            matches!(
+                err(v.verify(&raw_token(&key, &h, &p), t0).await),
+                VerifyError::Malformed(_)
+            ),
+            "{h}"
+        );
+    }
+    // jku/jwk injection pointing at an attacker key: ignored, so the attacker's signature fails.
+    let attacker = RsaSigningKey::generate().unwrap();
+    let jwk = serde_json::to_string(&attacker.public_jwk()).unwrap();
+    let h =
+        format!(r#"{{"alg":"RS256","kid":"{kid}","jku":"http://127.0.0.1:1/jwks","jwk":{jwk}}}"#);
+    assert!(matches!(
+        err(v.verify(&raw_token(&attacker, &h, &p), t0).await),
+        VerifyError::Signature(KeyUseError::BadSignature { .. })
+    ));
+    // The same header signed by the real key passes: the hints are only ignored.
+    v.verify(&raw_token(&key, &h, &p), t0).await.unwrap();
+}
+
+#[tokio::test]
+async fn duplicate_claims_are_rejected() {
+    let dev = dev().await;
+    let v = verifier(vec![issuer_config(&dev)]);
+    let t0 = now();
+    let key = dev.current_key();
+    let p = payload(&dev, t0, json!({})).to_string();
+    let dup = p.replacen('{', r#"{"sub":"repo:evil/x:ref:refs/heads/main","#, 1);
+    assert!(matches!(
+        err(v
+            .verify(&raw_token(&key, &header_for(&key), &dup), t0)
+            .await),
+        VerifyError::Malformed(_)
+    ));
+}
+
+#[tokio::test]
+async fn bad_signature_is_rejected() {
+    let dev = dev().await;
+    let v = verifier(vec![issuer_config(&dev)]);
+    let t0 = now();
+    let good = token_at(&dev, t0, json!({}));
+    let mut parts: Vec<String> = good.split('.').map(str::to_owned).collect();
+    let mut claims: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&parts[1]).unwrap()).unwrap();
+    claims["repository"] = json!("acme/other");
+    parts[1] = URL_SAFE_NO_PAD.encode(claims.to_string());
+    let forged = parts.join(".");
+    assert!(matches!(
+        err(v.verify(&forged, t0).await),
+        VerifyError::Signature(KeyUseError::BadSignature { .. })
+    ));
+}
+
+#[tokio::test]
+async fn kid_of_another_issuer_is_unknown_here() {
+    let a = dev().await;
+    let b = dev().await;
+    let mut cb = issuer_config(&b);
+    cb.name = "other".into();
+    let v = verifier(vec![issuer_config(&a), cb]);
+    let t0 = now();
+    // Warm B's cache so its key is known to tokenmint.
+    v.verify(&token_at(&b, t0, json!({})), t0).await.unwrap();
+    // A token claiming issuer A, signed with B's key and kid.
+    let key = b.current_key();
+    let p = payload(&a, t0, json!({})).to_string();
+    let e = err(v.verify(&raw_token(&key, &header_for(&key), &p), t0).await);
+    assert!(
+        matches!(e, VerifyError::Key(KeyLookupError::UnknownKid(_))),
+        "{e:?}"
+    );
+}
+
+#[tokio::test]
+async fn required_claims_are_enforced() {
+    let dev = dev().await;
+    let v = verifier(vec![issuer_config(&dev)]);
+    let t0 = now();
+    let key = dev.current_key();
+    for (claim, expected) in [
+        ("sub", "sub"),
+        ("aud", "aud"),
+        ("exp", "exp"),
+        ("iat", "iat"),
+    ] {
+        let p = payload(&dev, t0, json!({ claim: null })).to_string();
+        let e = err(v.verify(&raw_token(&key, &header_for(&key), &p), t0).await);
+        assert_eq!(e, VerifyError::MissingClaim(expected), "{claim}");
+    }
+    for bad in [
+        json!({"exp": "soon"}),
+        json!({"iat": 1.5}),
+        json!({"nbf": "x"}),
+        json!({"sub": ""}),
+        json!({"sub": 5}),
+        json!({"aud": []}),
+        json!({"aud": [AUD, 7]}),
+        json!({"aud": {"x": 1}}),
+    ] {
+        let p = payload(&dev, t0, bad.clone()).to_string();
+        let e = err(v.verify(&raw_token(&key, &header_for(&key), &p), t0).await);
+        assert!(matches!(e, VerifyError::BadClaim { .. }), "{bad}: {e:?}");
+    }
+}
+
+#[tokio::test]
+async fn time_rules_with_leeway_boundaries() {
+    let dev = dev().await;
+    let v = verifier(vec![issuer_config(&dev)]);
+    let t0 = now();
+    let t = t0.unix_timestamp();
+    let check = |extra: Value, at: OffsetDateTime| {
+        let token = token_at(&dev, t0, extra);
+        let v = &v;
+        async move { v.verify(&token, at).await.map(|_| ()).map_err(|r| r.error) }
+    };
+    // exp: valid until exp + leeway (exclusive).
+    let exp = t + 100;
+    assert!(
+        check(json!({"exp": exp}), t0 + TimeDelta::seconds(100 + 59))
+            .await
+            .is_ok()
+    );
+    assert_eq!(
+        check(json!({"exp": exp}), t0 + TimeDelta::seconds(160)).await,
+        Err(VerifyError::Expired { exp })
+    );
+    // nbf: up to leeway in the future is fine.
+    assert!(check(json!({"nbf": t + 60}), t0).await.is_ok());
+    assert_eq!(
+        check(json!({"nbf": t + 61}), t0).await,
+        Err(VerifyError::NotYetValid { nbf: t + 61 })
+    );
+    // iat in the future beyond leeway.
+    assert_eq!(
+        check(json!({"iat": t + 61, "nbf": t}), t0).await,
+        Err(VerifyError::IssuedInFuture { iat: t + 61 })
+    );
+    assert!(check(json!({"iat": t + 60, "nbf": t}), t0).await.is_ok());
+    // Too old: now - iat > max age (900), even though exp is far away.
+    assert_eq!(
+        check(json!({"iat": t - 901, "nbf": t - 901, "exp": t + 3600}), t0).await,
+        Err(VerifyError::TooOld { age: 901, max: 900 })
+    );
+    assert!(
+        check(json!({"iat": t - 900, "nbf": t - 900, "exp": t + 3600}), t0)
+            .await
+            .is_ok()
+    );
+    // Lifetime: exp - iat over the limit.
+    assert_eq!(
+        check(json!({"exp": t + 21_601}), t0).await,
+        Err(VerifyError::LifetimeTooLong {
+            lifetime: 21_601,
+            max: 21_600
+        })
+    );
+}
+
+#[tokio::test]
+async fn audience_string_or_array() {
+    let dev = dev().await;
+    let v = verifier(vec![issuer_config(&dev)]);
+    let t0 = now();
+    assert!(v
+        .verify(
+            &token_at(&dev, t0, json!({"aud": ["other", AUD, "third"]})),
+            t0
+        )
+        .await
+        .is_ok());
+    for aud in [
+        json!("sts.amazonaws.com"),
+        json!(["a", "b"]),
+        json!("https://github.com/acme"),
+        json!("Tokenmint"),
+    ] {
+        let e = err(v
+            .verify(&token_at(&dev, t0, json!({ "aud": aud })), t0)
+            .await);
+        assert!(
+            matches!(e, VerifyError::AudienceNotAccepted { .. }),
+            "{e:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn rotation_refetches_at_most_once_per_interval() {
+    let dev = dev().await;
+    let v = verifier(vec![issuer_config(&dev)]);
+    let t0 = now();
+    v.verify(&token_at(&dev, t0, json!({})), t0).await.unwrap();
+    assert_eq!(dev.jwks_fetch_count(), 1);
+
+    dev.rotate(true).unwrap();
+    // Within 30 s of the last fetch an unknown kid does not fetch again.
+    let t1 = t0 + TimeDelta::seconds(10);
+    let e = err(v.verify(&token_at(&dev, t1, json!({})), t1).await);
+    assert!(
+        matches!(e, VerifyError::Key(KeyLookupError::UnknownKid(_))),
+        "{e:?}"
+    );
+    assert_eq!(dev.jwks_fetch_count(), 1);
+
+    // After the interval, one refetch finds the new key.
+    let t2 = t0 + TimeDelta::seconds(31);
+    v.verify(&token_at(&dev, t2, json!({})), t2).await.unwrap();
+    assert_eq!(dev.jwks_fetch_count(), 2);
+
+    // A storm of unknown kids costs at most one more fetch per interval, even concurrently.
+    let t3 = t2 + TimeDelta::seconds(31);
+    let key = RsaSigningKey::generate().unwrap();
+    let mut tasks = Vec::new();
+    let v = Arc::new(v);
+    for i in 0..20 {
+        let h = format!(r#"{{"alg":"RS256","kid":"storm-{i}"}}"#);
+        let token = raw_token(&key, &h, &payload(&dev, t3, json!({})).to_string());
+        let v = v.clone();
+        tasks.push(tokio::spawn(async move {
+            v.verify(&token, t3).await.map(|_| ())
+        }));
+    }
+    for t in tasks {
+        assert!(t.await.unwrap().is_err());
+    }
+    assert_eq!(dev.jwks_fetch_count(), 3);
+}
+
+#[tokio::test]
+async fn cache_control_max_age_is_honoured_and_clamped() {
+    let dev = dev().await;
+    dev.set_cache_control(Some("public, max-age=3600".into()));
+    let v = verifier(vec![issuer_config(&dev)]);
+    let t0 = now();
+    v.verify(&token_at(&dev, t0, json!({})), t0).await.unwrap();
+    let t1 = t0 + TimeDelta::seconds(3599);
+    v.verify(&token_at(&dev, t1, json!({})), t1).await.unwrap();
+    assert_eq!(dev.jwks_fetch_count(), 1, "still fresh under max-age=3600");
+    // The next fetch carries a tiny max-age, which is clamped up to 5 minutes.
+    dev.set_cache_control(Some("max-age=1".into()));
+    let t2 = t0 + TimeDelta::seconds(3601);
+    v.verify(&token_at(&dev, t2, json!({})), t2).await.unwrap();
+    assert_eq!(dev.jwks_fetch_count(), 2, "stale after max-age");
+    let t3 = t2 + TimeDelta::seconds(200);
+    v.verify(&token_at(&dev, t3, json!({})), t3).await.unwrap();
+    assert_eq!(
+        dev.jwks_fetch_count(),
+        2,
+        "max-age=1 must be clamped up to 300 s"
+    );
+    let t4 = t2 + TimeDelta::seconds(301);
+    v.verify(&token_at(&dev, t4, json!({})), t4).await.unwrap();
+    assert_eq!(dev.jwks_fetch_count(), 3);
+}
+
+#[tokio::test]
+async fn failed_refresh_keeps_serving_cached_keys() {
+    for mode in [
+        JwksMode::Down,
+        JwksMode::Garbage,
+        JwksMode::Empty,
+        JwksMode::Slow(Duration::from_secs(3)),
+    ] {
+        let dev = dev().await;
+        let v = verifier(vec![issuer_config(&dev)]);
+        let t0 = now();
+        v.verify(&token_at(&dev, t0, json!({})), t0).await.unwrap();
+        dev.set_jwks_mode(mode);
+        // Past freshness: a refresh is attempted, fails, and cached keys still serve.
+        let t1 = t0 + TimeDelta::seconds(400);
+        let started = std::time::Instant::now();
+        v.verify(&token_at(&dev, t1, json!({})), t1).await.unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{mode:?}: fetch must end within its timeout"
+        );
+        assert_eq!(dev.jwks_fetch_count(), 2, "{mode:?}");
+        assert_eq!(v.status()[0].failures, 1, "{mode:?}");
+        // Good keys were not replaced: after recovery nothing changed.
+        dev.set_jwks_mode(JwksMode::Normal);
+        v.verify(&token_at(&dev, t1, json!({})), t1).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn no_cached_keys_and_issuer_down_is_unavailable() {
+    let dev = dev().await;
+    dev.set_jwks_mode(JwksMode::Down);
+    let v = verifier(vec![issuer_config(&dev)]);
+    let t0 = now();
+    let e = err(v.verify(&token_at(&dev, t0, json!({})), t0).await);
+    assert!(matches!(e, VerifyError::KeysUnavailable { .. }), "{e:?}");
+    // Within the cold retry interval, no new fetch.
+    let e = err(v
+        .verify(&token_at(&dev, t0, json!({})), t0 + TimeDelta::seconds(1))
+        .await);
+    assert!(matches!(e, VerifyError::KeysUnavailable { .. }));
+    assert_eq!(dev.jwks_fetch_count(), 1);
+    // After it, the issuer is back and keys load.
+    dev.set_jwks_mode(JwksMode::Normal);
+    let t1 = t0 + TimeDelta::seconds(6);
+    v.verify(&token_at(&dev, t1, json!({})), t1).await.unwrap();
+}
+
+#[tokio::test]
+async fn signed_claims_are_reported_on_late_failures() {
+    let dev = dev().await;
+    let v = verifier(vec![issuer_config(&dev)]);
+    let t0 = now();
+    let r = v
+        .verify(&token_at(&dev, t0, json!({"aud": "wrong"})), t0)
+        .await
+        .unwrap_err();
+    let (issuer, claims) = r.signed.expect("signature was valid");
+    assert_eq!(issuer, "dev");
+    assert_eq!(claims["repository"], "acme/app");
+    // But a forged token reports nothing.
+    let r = v
+        .verify(&token_at(&dev, t0, json!({"iss": "https://evil"})), t0)
+        .await
+        .unwrap_err();
+    assert!(r.signed.is_none());
+}
