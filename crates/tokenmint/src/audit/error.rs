@@ -98,7 +98,7 @@ pub enum AuditError {
         /// The row's chain.
         chain_id: String,
         /// The row's sequence number.
-        seq: i64,
+        seq: u64,
         /// What is wrong with it.
         detail: String,
     },

@@ -310,12 +310,12 @@ impl AuditLog {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        verify::verify(
-            &self.inner.pool,
-            &self.inner.url,
-            (&self.inner.chain_id, known),
-        )
-        .await
+        let source = verify::Source {
+            pool: &self.inner.pool,
+            url: &self.inner.url,
+            query_timeout: self.inner.options.append_timeout,
+        };
+        verify::verify(&source, (&self.inner.chain_id, known)).await
     }
 
     /// Records matching `filter`, newest first (by `time`, then chain and
@@ -346,7 +346,7 @@ impl AuditLog {
                 serde_json::from_str(&row.record).map_err(|e| AuditError::Corrupt {
                     url: self.inner.url.clone(),
                     chain_id: row.chain_id.clone(),
-                    seq: i64::try_from(row.seq).unwrap_or(i64::MAX),
+                    seq: row.seq,
                     detail: format!("its record is not readable: {e}"),
                 })?;
             let matches = filter.broker.as_ref().is_none_or(|b| *b == record.broker)

@@ -687,7 +687,119 @@ async fn sqlite_file_is_created_in_wal_mode() {
         .unwrap()
         .get(0);
     assert_eq!(version, store::SCHEMA_VERSION);
+    // synchronous=NORMAL (1) on the writer's connections.
+    let sync: i64 = sqlx::query("PRAGMA synchronous")
+        .fetch_one(&log.inner.pool)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(sync, 1);
     log.append(rec(1, "deploy", Decision::Deny)).await.unwrap();
+}
+
+/// Set for the child process of `acked_rows_survive_kill_9`.
+const CRASH_CHILD_URL: &str = "TOKENMINT_AUDIT_CRASH_CHILD_URL";
+
+/// Child side of `acked_rows_survive_kill_9`: appends from several tasks and
+/// prints `ACK seq hash` after each acknowledged append, until killed. Does
+/// nothing in a normal test run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn crash_child() {
+    let Ok(url) = std::env::var(CRASH_CHILD_URL) else {
+        return;
+    };
+    let log = AuditLog::open(&url, DEFAULT_CHAIN).await.unwrap();
+    let tasks: Vec<_> = (0..8u32)
+        .map(|t| {
+            let log = log.clone();
+            tokio::spawn(async move {
+                use std::io::Write;
+                for i in 0..5000u32 {
+                    let r = log
+                        .append(rec(t * 5000 + i, "deploy", Decision::Allow))
+                        .await
+                        .unwrap();
+                    let mut out = std::io::stdout().lock();
+                    if writeln!(out, "ACK {} {}", r.seq, r.hash)
+                        .and_then(|()| out.flush())
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+#[test]
+fn acked_rows_survive_kill_9() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("crash.db").display());
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "audit::tests::crash_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CRASH_CHILD_URL, &url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut acked = Vec::new();
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        if let Some(rest) = line.strip_prefix("ACK ") {
+            let (seq, hash) = rest.split_once(' ').unwrap();
+            acked.push(AuditReceipt {
+                seq: seq.parse().unwrap(),
+                hash: hash.to_owned(),
+            });
+            if acked.len() >= 400 {
+                break;
+            }
+        }
+    }
+    child.kill().unwrap(); // SIGKILL: no destructors, no flush, no clean shutdown.
+    child.wait().unwrap();
+    assert!(
+        acked.len() >= 400,
+        "child acknowledged only {} appends",
+        acked.len()
+    );
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let log = AuditLog::open(&url, DEFAULT_CHAIN).await.unwrap();
+        let report = log.verify().await.unwrap();
+        assert!(report.is_clean(), "{:?}", report.problems);
+        assert!(report.chains[0].head_seq >= 400);
+        let raw = AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
+            .await
+            .unwrap();
+        acked.sort_by_key(|r| r.seq);
+        assert_acked_rows_are_stored(&raw, &acked).await;
+        // And the chain goes on from where the killed process stopped.
+        let next = log
+            .append(rec(99_999, "deploy", Decision::Deny))
+            .await
+            .unwrap();
+        assert_eq!(next.seq, report.chains[0].head_seq + 1);
+    });
 }
 
 #[tokio::test]

@@ -3,7 +3,9 @@
 use serde::Serialize;
 use sqlx::AnyPool;
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::chain::{row_hash, Head, GENESIS_HASH};
 use super::error::AuditError;
@@ -112,19 +114,46 @@ impl Problems {
     }
 }
 
+/// Where and how long verification may wait for each query.
+#[derive(Debug)]
+pub(crate) struct Source<'a> {
+    /// The store.
+    pub(crate) pool: &'a AnyPool,
+    /// For messages, redacted.
+    pub(crate) url: &'a str,
+    /// Longest one query may take.
+    pub(crate) query_timeout: Duration,
+}
+
+impl Source<'_> {
+    /// Runs one query within the time limit, mapping failures to audit errors.
+    async fn run<T>(
+        &self,
+        query: impl Future<Output = Result<T, sqlx::Error>>,
+    ) -> Result<T, AuditError> {
+        match tokio::time::timeout(self.query_timeout, query).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(source)) => Err(AuditError::Unavailable {
+                action: "verify audit chains",
+                url: self.url.to_owned(),
+                source: Arc::new(source),
+            }),
+            Err(_) => Err(AuditError::Timeout {
+                action: "verify audit chains",
+                url: self.url.to_owned(),
+                after: self.query_timeout,
+            }),
+        }
+    }
+}
+
 /// Verifies every chain in the store. `own` is this process's chain and the
 /// highest head it has seen there, checked against what the store now holds.
 pub(crate) async fn verify(
-    pool: &AnyPool,
-    url: &str,
+    src: &Source<'_>,
     own: (&str, Head),
 ) -> Result<VerifyReport, AuditError> {
-    let unavailable = |source| AuditError::Unavailable {
-        action: "verify audit chains",
-        url: url.to_owned(),
-        source: Arc::new(source),
-    };
-    let mut ids = store::chain_ids(pool).await.map_err(unavailable)?;
+    let mut ids = src.run(store::chain_ids(src.pool)).await?;
     if !ids.iter().any(|c| c == own.0) {
         ids.push(own.0.to_owned());
         ids.sort();
@@ -133,10 +162,7 @@ pub(crate) async fn verify(
     let mut chains = Vec::with_capacity(ids.len());
     for chain_id in ids {
         let known = (chain_id == own.0).then_some(&own.1);
-        let summary = verify_chain(pool, &chain_id, known, &mut problems)
-            .await
-            .map_err(unavailable)?;
-        chains.push(summary);
+        chains.push(verify_chain(src, &chain_id, known, &mut problems).await?);
     }
     Ok(VerifyReport {
         chains,
@@ -147,11 +173,11 @@ pub(crate) async fn verify(
 
 /// Walks one chain in `seq` order, one page at a time.
 async fn verify_chain(
-    pool: &AnyPool,
+    src: &Source<'_>,
     chain_id: &str,
     known: Option<&Head>,
     problems: &mut Problems,
-) -> Result<ChainSummary, sqlx::Error> {
+) -> Result<ChainSummary, AuditError> {
     let mut walk = Walk {
         chain_id,
         rows: 0,
@@ -161,7 +187,9 @@ async fn verify_chain(
         problems,
     };
     loop {
-        let page = store::page(pool, chain_id, walk.last_seq, PAGE_ROWS).await?;
+        let page = src
+            .run(store::page(src.pool, chain_id, walk.last_seq, PAGE_ROWS))
+            .await?;
         let full = page.len() == PAGE_ROWS as usize;
         for row in page {
             walk.check(&row);
