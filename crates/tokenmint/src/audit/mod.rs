@@ -212,7 +212,7 @@ impl AuditLog {
         )
         .await
         .map_err(|_| AuditError::Timeout {
-            action: "open",
+            action: "connect",
             url: url.redacted.clone(),
             after: options.append_timeout.max(Duration::from_secs(10)),
         })??;
