@@ -1,1 +1,385 @@
-//! audit (in progress)
+//! The tamper-evident audit log: every exchange decision, hash-chained, in SQLite or PostgreSQL.
+//!
+//! # What is stored
+//!
+//! One row per [`AuditRecord`] in table `audit_log`. The row holds the
+//! record's canonical JSON (`record`), its position (`chain_id`, `seq`), the
+//! hash chain (`prev_hash`, `hash`) and plain copies of `time` (as `time_us`,
+//! Unix microseconds), `broker` and `decision` for filtering. [`AuditLog::list`]
+//! returns records parsed from the hashed JSON, never from the plain columns;
+//! [`AuditLog::verify`] checks that the columns agree with it.
+//!
+//! No field of a record can hold a credential: a granted token is recorded
+//! only as its SHA-256 ([`token_sha256`]).
+//!
+//! # The hash chain
+//!
+//! Rows form one chain per `chain_id` (default [`DEFAULT_CHAIN`]): `seq` runs
+//! 1, 2, 3, … without gaps, and each row's `hash` is
+//!
+//! ```text
+//! hex(SHA-256(prev_hash "\n" chain_id "\n" seq "\n" record_json))
+//! ```
+//!
+//! with `prev_hash` the previous row's hash, or 64 `0`s ([`GENESIS_HASH`]) for
+//! row 1. The exact preimage is in the `chain` submodule. Editing a row's
+//! record, editing only a plain column, deleting a row in the middle or
+//! moving rows are all detected by [`AuditLog::verify`], which names the rows.
+//!
+//! # What a hash chain cannot show
+//!
+//! - **Removing rows from the end** of a chain leaves a shorter, valid chain.
+//!   `verify` reports each chain's `head_seq` and `head_hash`: record them
+//!   outside the database (a ticket, another system's log) and a later verify
+//!   whose chain no longer reaches that head shows the truncation. Within one
+//!   running process, `verify` also reports rows that this process saw
+//!   committed and that are now gone or different.
+//! - **Rewriting a whole chain** from some row on, with freshly computed
+//!   hashes, is likewise only detectable against an anchored head hash.
+//! - The chain is tamper-*evident*, not tamper-*proof*: anyone who can write
+//!   the database can destroy it; verification tells you that it happened.
+//!
+//! # Writing
+//!
+//! [`AuditLog::append`] hands the record to one writer task per [`AuditLog`]
+//! that owns the chain head. The writer takes whatever is queued (up to a
+//! batch limit), chains it, and inserts it in one transaction (group commit).
+//! A caller gets `Ok` only after that transaction committed. A failed commit
+//! answers every caller in its batch with an error and makes the writer reload
+//! the head from the database before the next batch, so it recovers by itself
+//! when the store comes back. Every append has a time limit
+//! ([`AuditOptions::append_timeout`]); on [`AuditError::Timeout`] the record's
+//! fate is unknown (it may still be committed later).
+//!
+//! Several processes may share a chain: the UNIQUE(chain_id, seq) key stops
+//! them from forking it, and a writer that loses a race reloads the head and
+//! retries. Giving each process its own chain id avoids the contention.
+//!
+//! # Durability
+//!
+//! SQLite runs in WAL mode with `synchronous=NORMAL`: a committed append
+//! survives the process being killed, but the last commits before a power
+//! failure may be lost. Use PostgreSQL (or `synchronous=FULL`) where that
+//! matters.
+
+mod chain;
+mod error;
+mod record;
+mod store;
+mod verify;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+pub use chain::GENESIS_HASH;
+pub use error::AuditError;
+pub use record::{token_sha256, AuditClaims, AuditGrant, AuditRecord, Decision};
+pub use verify::{ChainSummary, Problem, ProblemKind, VerifyReport};
+
+use serde::Serialize;
+use sqlx::AnyPool;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, oneshot};
+
+use store::StoreUrl;
+use writer::{HighWater, Job, Writer};
+
+/// The chain id used when the configuration names none.
+pub const DEFAULT_CHAIN: &str = "main";
+
+/// Rows [`AuditLog::list`] returns when the filter sets no limit.
+pub const DEFAULT_LIST_LIMIT: u32 = 100;
+
+/// Most rows [`AuditLog::list`] returns, whatever the filter asks.
+pub const MAX_LIST_LIMIT: u32 = 10_000;
+
+/// Tuning for [`AuditLog::open_with`]. The defaults suit a server.
+#[derive(Debug, Clone)]
+pub struct AuditOptions {
+    /// Longest an append waits (queueing plus commit) before failing with
+    /// [`AuditError::Timeout`]. Also bounds each store round trip of the writer,
+    /// `ping`, `verify` pages and `list`. Default 5 s.
+    pub append_timeout: Duration,
+    /// Appends that may wait for the writer; when full, `append` waits
+    /// (within its timeout). Default 4096.
+    pub queue_capacity: usize,
+    /// Most records committed in one transaction. Default 256.
+    pub max_batch: usize,
+}
+
+impl Default for AuditOptions {
+    fn default() -> Self {
+        Self {
+            append_timeout: Duration::from_secs(5),
+            queue_capacity: 4096,
+            max_batch: 256,
+        }
+    }
+}
+
+/// Where an appended record landed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditReceipt {
+    /// Its sequence number in the chain.
+    pub seq: u64,
+    /// Its row hash (lowercase hex).
+    pub hash: String,
+}
+
+/// A record read back from the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredRecord {
+    /// The chain it belongs to.
+    pub chain_id: String,
+    /// Its position in the chain.
+    pub seq: u64,
+    /// Its stored row hash.
+    pub hash: String,
+    /// The record, parsed from the hashed JSON.
+    pub record: AuditRecord,
+}
+
+/// Which records [`AuditLog::list`] returns. All conditions must hold; the
+/// default matches everything (up to [`DEFAULT_LIST_LIMIT`] rows).
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    /// Only this broker.
+    pub broker: Option<String>,
+    /// Only this decision.
+    pub decision: Option<Decision>,
+    /// Only records with `time` at or after this instant.
+    pub since: Option<OffsetDateTime>,
+    /// At most this many rows (default [`DEFAULT_LIST_LIMIT`], capped at [`MAX_LIST_LIMIT`]).
+    pub limit: Option<u32>,
+}
+
+/// Handle to the audit log. Cheap to clone: clones share one store and one
+/// writer. The writer stops once every clone is dropped and its queue drained.
+#[derive(Clone)]
+pub struct AuditLog {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Readers (`list`, `verify`, `ping`) use it directly; the writer has a clone.
+    pool: AnyPool,
+    /// The chain this handle appends to.
+    chain_id: String,
+    /// The URL for messages, password redacted.
+    url: String,
+    /// Feeds the writer task.
+    jobs: mpsc::Sender<Job>,
+    /// Highest head seen by the writer, for truncation checks in `verify`.
+    high_water: HighWater,
+    /// Time limits.
+    options: AuditOptions,
+}
+
+impl fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("url", &self.inner.url)
+            .field("chain_id", &self.inner.chain_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuditLog {
+    /// Opens the store at `url` (`sqlite://path/to/file.db`, created if
+    /// missing, or `postgres://...`), applies the schema, loads the head of
+    /// `chain_id` and starts the writer, with default [`AuditOptions`].
+    pub async fn open(url: &str, chain_id: &str) -> Result<AuditLog, AuditError> {
+        Self::open_with(url, chain_id, AuditOptions::default()).await
+    }
+
+    /// [`AuditLog::open`] with explicit options. Must run inside a Tokio runtime.
+    pub async fn open_with(
+        url: &str,
+        chain_id: &str,
+        options: AuditOptions,
+    ) -> Result<AuditLog, AuditError> {
+        // 1. Check the inputs before touching anything.
+        chain::validate_chain_id(chain_id)?;
+        let url: StoreUrl = store::parse_url(url)?;
+        // 2. Connect and bring the schema up to date.
+        let pool = tokio::time::timeout(
+            options.append_timeout.max(Duration::from_secs(10)),
+            store::connect(&url),
+        )
+        .await
+        .map_err(|_| AuditError::Timeout {
+            action: "connect",
+            url: url.redacted.clone(),
+            after: options.append_timeout.max(Duration::from_secs(10)),
+        })??;
+        // 3. Continue the chain from its last row.
+        let head = store::load_head(&pool, chain_id)
+            .await
+            .map_err(|source| AuditError::Open {
+                url: url.redacted.clone(),
+                action: "read chain head",
+                source,
+            })?;
+        tracing::info!(store = %url.redacted, chain_id, head_seq = head.seq, head_hash = %head.hash, "audit log open");
+        // 4. Start the writer.
+        let high_water = Arc::new(Mutex::new(head.clone()));
+        let (tx, rx) = mpsc::channel(options.queue_capacity.max(1));
+        let writer = Writer {
+            pool: pool.clone(),
+            chain_id: chain_id.to_owned(),
+            url: url.redacted.clone(),
+            jobs: rx,
+            head: Some(head),
+            high_water: Arc::clone(&high_water),
+            max_batch: options.max_batch.max(1),
+            store_timeout: options.append_timeout,
+        };
+        tokio::spawn(writer.run());
+        Ok(AuditLog {
+            inner: Arc::new(Inner {
+                pool,
+                chain_id: chain_id.to_owned(),
+                url: url.redacted,
+                jobs: tx,
+                high_water,
+                options,
+            }),
+        })
+    }
+
+    /// The chain this handle appends to.
+    pub fn chain_id(&self) -> &str {
+        &self.inner.chain_id
+    }
+
+    /// Appends `record` and returns once it is committed.
+    ///
+    /// Before hashing, `time` is converted to UTC with microsecond precision
+    /// and caller-influenced text is capped (see [`AuditRecord`]). Fails with
+    /// [`AuditError::InvalidRecord`] if `grant.token_sha256` is not a SHA-256
+    /// hex digest, [`AuditError::Unavailable`] if the commit failed (nothing
+    /// was written), or [`AuditError::Timeout`] after
+    /// [`AuditOptions::append_timeout`] (the record may still be written).
+    pub async fn append(&self, record: AuditRecord) -> Result<AuditReceipt, AuditError> {
+        let record = record::prepare(record)?;
+        let (reply, answer) = oneshot::channel();
+        let job = Job { record, reply };
+        let stopped = || AuditError::WriterStopped {
+            url: self.inner.url.clone(),
+        };
+        let wait = async {
+            self.inner.jobs.send(job).await.map_err(|_| stopped())?;
+            answer.await.map_err(|_| stopped())?
+        };
+        let limit = self.inner.options.append_timeout;
+        tokio::time::timeout(limit, wait)
+            .await
+            .unwrap_or_else(|_| Err(self.timeout("append record")))
+    }
+
+    /// Checks that the store answers and holds the audit table, and that the
+    /// writer is running; for readiness probes.
+    pub async fn ping(&self) -> Result<(), AuditError> {
+        if self.inner.jobs.is_closed() {
+            return Err(AuditError::WriterStopped {
+                url: self.inner.url.clone(),
+            });
+        }
+        let check = store::ping(&self.inner.pool, &self.inner.chain_id);
+        match tokio::time::timeout(self.inner.options.append_timeout, check).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(source)) => Err(self.unavailable("ping", source)),
+            Err(_) => Err(self.timeout("ping")),
+        }
+    }
+
+    /// Verifies every chain in the store, a page of rows at a time, and names
+    /// each row that was edited, deleted or moved. Problems are reported in
+    /// the result; `Err` means the store could not be read.
+    ///
+    /// See the module docs for what a hash chain cannot detect, and anchor
+    /// the reported head hashes outside the database.
+    pub async fn verify(&self) -> Result<VerifyReport, AuditError> {
+        let known = self
+            .inner
+            .high_water
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let source = verify::Source {
+            pool: &self.inner.pool,
+            url: &self.inner.url,
+            query_timeout: self.inner.options.append_timeout,
+        };
+        verify::verify(&source, (&self.inner.chain_id, known)).await
+    }
+
+    /// Records matching `filter`, newest first (by `time`, then chain and
+    /// `seq`), parsed from the hashed JSON. Rows are selected by the plain
+    /// columns and then re-checked against the JSON, so a row whose columns
+    /// were edited is left out here and reported by [`AuditLog::verify`].
+    pub async fn list(&self, filter: &ListFilter) -> Result<Vec<StoredRecord>, AuditError> {
+        let limit = filter
+            .limit
+            .unwrap_or(DEFAULT_LIST_LIMIT)
+            .min(MAX_LIST_LIMIT);
+        let since_us = filter.since.map(record::unix_micros_saturating);
+        let query = store::list(
+            &self.inner.pool,
+            filter.broker.as_deref(),
+            filter.decision,
+            since_us,
+            limit,
+        );
+        let rows = match tokio::time::timeout(self.inner.options.append_timeout, query).await {
+            Ok(Ok(rows)) => rows,
+            Ok(Err(source)) => return Err(self.unavailable("list records", source)),
+            Err(_) => return Err(self.timeout("list records")),
+        };
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let record: AuditRecord =
+                serde_json::from_str(&row.record).map_err(|e| AuditError::Corrupt {
+                    url: self.inner.url.clone(),
+                    chain_id: row.chain_id.clone(),
+                    seq: row.seq,
+                    detail: format!("its record is not readable: {e}"),
+                })?;
+            let matches = filter.broker.as_ref().is_none_or(|b| *b == record.broker)
+                && filter.decision.is_none_or(|d| d == record.decision)
+                && since_us
+                    .is_none_or(|s| record::unix_micros(record.time).is_some_and(|t| t >= s));
+            if !matches {
+                tracing::warn!(chain_id = %row.chain_id, seq = row.seq, "audit row's columns disagree with its hashed record; run audit verification");
+                continue;
+            }
+            out.push(StoredRecord {
+                chain_id: row.chain_id,
+                seq: row.seq,
+                hash: row.hash,
+                record,
+            });
+        }
+        Ok(out)
+    }
+
+    fn unavailable(&self, action: &'static str, source: sqlx::Error) -> AuditError {
+        AuditError::Unavailable {
+            action,
+            url: self.inner.url.clone(),
+            source: Arc::new(source),
+        }
+    }
+
+    fn timeout(&self, action: &'static str) -> AuditError {
+        AuditError::Timeout {
+            action,
+            url: self.inner.url.clone(),
+            after: self.inner.options.append_timeout,
+        }
+    }
+}

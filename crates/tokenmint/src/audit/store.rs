@@ -1,0 +1,485 @@
+//! The SQL side: store URLs (and their redaction), connecting, the schema, and every query.
+//!
+//! One code path serves SQLite and PostgreSQL through `sqlx::AnyPool`. The SQL
+//! uses only what both accept: `$n` placeholders, `BIGINT`/`TEXT` columns,
+//! `CREATE ... IF NOT EXISTS` and `ON CONFLICT DO NOTHING`. Times are stored
+//! as Unix microseconds (`time_us`), so ordering never depends on a collation.
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+use std::time::Duration;
+
+use super::chain::Head;
+use super::error::AuditError;
+use super::record::{Decision, PreparedRecord};
+
+/// Schema version this build writes and understands.
+pub(crate) const SCHEMA_VERSION: i64 = 1;
+
+/// How long to wait for a pooled connection before calling the store unavailable.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// SQLite's wait for a competing writer's lock, in milliseconds.
+const SQLITE_BUSY_TIMEOUT_MS: u32 = 5000;
+
+/// The schema, in order. Each statement is idempotent, so opening an existing
+/// store is a no-op. `PRIMARY KEY (chain_id, seq)` is the UNIQUE(chain_id, seq)
+/// constraint that keeps two writers from forking a chain.
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS audit_schema (
+        id BIGINT NOT NULL PRIMARY KEY,
+        version BIGINT NOT NULL
+    )",
+    "CREATE TABLE IF NOT EXISTS audit_log (
+        chain_id TEXT NOT NULL,
+        seq BIGINT NOT NULL CHECK (seq >= 1),
+        time_us BIGINT NOT NULL,
+        broker TEXT NOT NULL,
+        decision TEXT NOT NULL,
+        record TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        PRIMARY KEY (chain_id, seq)
+    )",
+    "CREATE INDEX IF NOT EXISTS audit_log_time ON audit_log (time_us)",
+    "CREATE INDEX IF NOT EXISTS audit_log_broker_time ON audit_log (broker, time_us)",
+    "INSERT INTO audit_schema (id, version) VALUES (1, 1) ON CONFLICT (id) DO NOTHING",
+];
+
+/// Which database a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Backend {
+    /// `sqlite:` URLs.
+    Sqlite,
+    /// `postgres:` / `postgresql:` URLs.
+    Postgres,
+}
+
+/// A checked store URL.
+#[derive(Debug, Clone)]
+pub(crate) struct StoreUrl {
+    /// What sqlx connects to (for SQLite files, with `mode=rwc` added so the file is created).
+    connect: String,
+    /// What errors and logs show: the URL with any password replaced by `***`.
+    pub(crate) redacted: String,
+    /// Which database.
+    pub(crate) backend: Backend,
+    /// An in-memory SQLite database: one connection that must never close.
+    memory: bool,
+}
+
+/// Parses and checks a store URL.
+pub(crate) fn parse_url(url: &str) -> Result<StoreUrl, AuditError> {
+    let url = url.trim();
+    let redacted = redact_url(url);
+    let bad = |reason: &str| AuditError::BadUrl {
+        url: redacted.clone(),
+        reason: reason.to_owned(),
+    };
+    let scheme = url.split_once(':').map(|(s, _)| s.to_ascii_lowercase());
+    match scheme.as_deref() {
+        Some("sqlite") => {
+            let (path, query) = match url.split_once('?') {
+                Some((p, q)) => (p, Some(q)),
+                None => (url, None),
+            };
+            let file = path
+                .trim_start_matches("sqlite://")
+                .trim_start_matches("sqlite:");
+            let memory = file == ":memory:"
+                || query.is_some_and(|q| q.split('&').any(|kv| kv == "mode=memory"));
+            if file.is_empty() && !memory {
+                return Err(bad("it names no database file"));
+            }
+            let has_mode = query.is_some_and(|q| q.split('&').any(|kv| kv.starts_with("mode=")));
+            let connect = match (memory || has_mode, query) {
+                (true, _) => url.to_owned(),
+                (false, Some(_)) => format!("{url}&mode=rwc"),
+                (false, None) => format!("{url}?mode=rwc"),
+            };
+            Ok(StoreUrl {
+                connect,
+                redacted,
+                backend: Backend::Sqlite,
+                memory,
+            })
+        }
+        Some("postgres") | Some("postgresql") => {
+            if url::Url::parse(url).is_err() {
+                return Err(bad("it is not a valid URL"));
+            }
+            Ok(StoreUrl {
+                connect: url.to_owned(),
+                redacted,
+                backend: Backend::Postgres,
+                memory: false,
+            })
+        }
+        _ => Err(bad("only sqlite: and postgres: stores are supported")),
+    }
+}
+
+/// The URL with its password (in the userinfo or a `password` query
+/// parameter) replaced by `***`. A URL that does not parse is shown by its
+/// scheme only, since it might hold a password in a form we cannot find.
+pub(crate) fn redact_url(url: &str) -> String {
+    if url.starts_with("sqlite:") {
+        // File paths and flags only; nothing secret.
+        return url.to_owned();
+    }
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        let scheme = url.split_once(':').map_or("", |(s, _)| s);
+        return if scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+')
+        {
+            format!("{scheme}:<unparseable URL>")
+        } else {
+            "<unparseable URL>".to_owned()
+        };
+    };
+    if parsed.password().is_some() {
+        // Only fails for URLs that cannot have a password, which this one has.
+        let _ = parsed.set_password(Some("***"));
+    }
+    let secret_key =
+        |k: &str| k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("sslpassword");
+    if parsed.query_pairs().any(|(k, _)| secret_key(&k)) {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if secret_key(&k) {
+                    "***".to_owned()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.to_string()
+}
+
+/// Connects, applies the schema and checks its version.
+pub(crate) async fn connect(url: &StoreUrl) -> Result<AnyPool, AuditError> {
+    sqlx::any::install_default_drivers();
+    let open_err = |action: &'static str| {
+        let url = url.redacted.clone();
+        move |source| AuditError::Open {
+            url,
+            action,
+            source,
+        }
+    };
+
+    let backend = url.backend;
+    let mut options = AnyPoolOptions::new()
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .max_connections(if url.memory { 1 } else { 8 })
+        .after_connect(move |conn, _meta| {
+            Box::pin(async move {
+                if backend == Backend::Sqlite {
+                    // Per-connection settings. With WAL, NORMAL still makes a
+                    // committed transaction survive a process crash; only a
+                    // power loss can take the last commits.
+                    sqlx::query("PRAGMA synchronous = NORMAL")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query(&format!("PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}"))
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                Ok(())
+            })
+        });
+    if url.memory {
+        // The database lives only as long as its one connection.
+        options = options
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None);
+    }
+    let pool = options
+        .connect(&url.connect)
+        .await
+        .map_err(open_err("connect"))?;
+
+    if backend == Backend::Sqlite && !url.memory {
+        // WAL is a property of the file; set it once, before anything else writes.
+        let row = sqlx::query("PRAGMA journal_mode = WAL")
+            .fetch_one(&pool)
+            .await
+            .map_err(open_err("enable WAL journal"))?;
+        let mode: String = row.try_get(0).map_err(open_err("enable WAL journal"))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(
+                store = %url.redacted,
+                journal_mode = %mode,
+                "the audit store's file system does not support SQLite WAL; concurrent readers will block the writer"
+            );
+        }
+    }
+
+    // Two instances starting together can race on CREATE TABLE in PostgreSQL;
+    // the loser succeeds on a second try.
+    if apply_schema(&pool).await.is_err() {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        apply_schema(&pool)
+            .await
+            .map_err(open_err("create schema"))?;
+    }
+
+    let row = sqlx::query("SELECT version FROM audit_schema WHERE id = 1")
+        .fetch_one(&pool)
+        .await
+        .map_err(open_err("read schema version"))?;
+    let found: i64 = row.try_get(0).map_err(open_err("read schema version"))?;
+    if found > SCHEMA_VERSION {
+        return Err(AuditError::SchemaTooNew {
+            url: url.redacted.clone(),
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    Ok(pool)
+}
+
+async fn apply_schema(pool: &AnyPool) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    for stmt in SCHEMA {
+        sqlx::query(stmt).execute(&mut *tx).await?;
+    }
+    tx.commit().await
+}
+
+/// A sequence number from the database; the schema keeps it >= 1.
+fn seq_from_db(seq: i64) -> Result<u64, sqlx::Error> {
+    u64::try_from(seq).map_err(|_| sqlx::Error::Protocol(format!("negative sequence number {seq}")))
+}
+
+/// A sequence number for the database.
+fn seq_to_db(seq: u64) -> Result<i64, sqlx::Error> {
+    i64::try_from(seq)
+        .map_err(|_| sqlx::Error::Protocol(format!("sequence number {seq} is too large")))
+}
+
+/// Reads the last row of `chain_id`, or the genesis head if it has none.
+pub(crate) async fn load_head(pool: &AnyPool, chain_id: &str) -> Result<Head, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT seq, hash FROM audit_log WHERE chain_id = $1 ORDER BY seq DESC LIMIT 1",
+    )
+    .bind(chain_id)
+    .fetch_optional(pool)
+    .await?;
+    match row {
+        None => Ok(Head::genesis()),
+        Some(row) => Ok(Head {
+            seq: seq_from_db(row.try_get("seq")?)?,
+            hash: row.try_get("hash")?,
+        }),
+    }
+}
+
+/// One row about to be inserted.
+#[derive(Debug)]
+pub(crate) struct NewRow<'a> {
+    /// Its position in the chain.
+    pub(crate) seq: u64,
+    /// The hash of the row before it.
+    pub(crate) prev_hash: &'a str,
+    /// Its own hash.
+    pub(crate) hash: &'a str,
+    /// The record and its column values.
+    pub(crate) record: &'a PreparedRecord,
+}
+
+/// Inserts rows in one transaction: all of them are committed, or none.
+pub(crate) async fn insert_batch(
+    pool: &AnyPool,
+    chain_id: &str,
+    rows: &[NewRow<'_>],
+) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    for row in rows {
+        sqlx::query(
+            "INSERT INTO audit_log (chain_id, seq, time_us, broker, decision, record, prev_hash, hash)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(chain_id)
+        .bind(seq_to_db(row.seq)?)
+        .bind(row.record.time_us)
+        .bind(row.record.broker.as_str())
+        .bind(row.record.decision.as_str())
+        .bind(row.record.json.as_str())
+        .bind(row.prev_hash)
+        .bind(row.hash)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await
+}
+
+/// Cheap check that the store answers and holds the audit table.
+pub(crate) async fn ping(pool: &AnyPool, chain_id: &str) -> Result<(), sqlx::Error> {
+    load_head(pool, chain_id).await.map(|_| ())
+}
+
+/// Every chain id in the store, sorted.
+pub(crate) async fn chain_ids(pool: &AnyPool) -> Result<Vec<String>, sqlx::Error> {
+    let rows = sqlx::query("SELECT DISTINCT chain_id FROM audit_log ORDER BY chain_id")
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(|r| r.try_get::<String, _>(0)).collect()
+}
+
+/// A row exactly as stored, for verification.
+#[derive(Debug)]
+pub(crate) struct RawRow {
+    /// `seq` column.
+    pub(crate) seq: u64,
+    /// `time_us` column.
+    pub(crate) time_us: i64,
+    /// `broker` column.
+    pub(crate) broker: String,
+    /// `decision` column.
+    pub(crate) decision: String,
+    /// `record` column: the hashed JSON.
+    pub(crate) record: String,
+    /// `prev_hash` column.
+    pub(crate) prev_hash: String,
+    /// `hash` column.
+    pub(crate) hash: String,
+}
+
+/// Up to `limit` rows of `chain_id` with `seq > after`, in `seq` order.
+pub(crate) async fn page(
+    pool: &AnyPool,
+    chain_id: &str,
+    after: u64,
+    limit: u32,
+) -> Result<Vec<RawRow>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT seq, time_us, broker, decision, record, prev_hash, hash FROM audit_log
+         WHERE chain_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+    )
+    .bind(chain_id)
+    .bind(seq_to_db(after)?)
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(RawRow {
+                seq: seq_from_db(r.try_get("seq")?)?,
+                time_us: r.try_get("time_us")?,
+                broker: r.try_get("broker")?,
+                decision: r.try_get("decision")?,
+                record: r.try_get("record")?,
+                prev_hash: r.try_get("prev_hash")?,
+                hash: r.try_get("hash")?,
+            })
+        })
+        .collect()
+}
+
+/// A row found by [`list`]: position, hash and the hashed JSON.
+#[derive(Debug)]
+pub(crate) struct ListedRow {
+    /// `chain_id` column.
+    pub(crate) chain_id: String,
+    /// `seq` column.
+    pub(crate) seq: u64,
+    /// `hash` column.
+    pub(crate) hash: String,
+    /// `record` column.
+    pub(crate) record: String,
+}
+
+/// Rows matching the filter columns, newest first.
+pub(crate) async fn list(
+    pool: &AnyPool,
+    broker: Option<&str>,
+    decision: Option<Decision>,
+    since_us: Option<i64>,
+    limit: u32,
+) -> Result<Vec<ListedRow>, sqlx::Error> {
+    let mut sql = String::from("SELECT chain_id, seq, hash, record FROM audit_log WHERE 1 = 1");
+    let mut n = 0;
+    let mut next = || {
+        n += 1;
+        n
+    };
+    if broker.is_some() {
+        sql.push_str(&format!(" AND broker = ${}", next()));
+    }
+    if decision.is_some() {
+        sql.push_str(&format!(" AND decision = ${}", next()));
+    }
+    if since_us.is_some() {
+        sql.push_str(&format!(" AND time_us >= ${}", next()));
+    }
+    sql.push_str(&format!(
+        " ORDER BY time_us DESC, chain_id, seq DESC LIMIT ${}",
+        next()
+    ));
+
+    let mut q = sqlx::query(&sql);
+    if let Some(b) = broker {
+        q = q.bind(b);
+    }
+    if let Some(d) = decision {
+        q = q.bind(d.as_str());
+    }
+    if let Some(s) = since_us {
+        q = q.bind(s);
+    }
+    q = q.bind(i64::from(limit));
+    let rows: Vec<AnyRow> = q.fetch_all(pool).await?;
+    rows.iter()
+        .map(|r| {
+            Ok(ListedRow {
+                chain_id: r.try_get("chain_id")?,
+                seq: seq_from_db(r.try_get("seq")?)?,
+                hash: r.try_get("hash")?,
+                record: r.try_get("record")?,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        let r = redact_url("postgres://tm:hunter2@db.internal:5432/audit?sslmode=require");
+        assert!(!r.contains("hunter2"), "{r}");
+        assert!(r.contains("tm:***@db.internal"), "{r}");
+        let r = redact_url("postgres://db/audit?user=tm&password=hunter2");
+        assert!(!r.contains("hunter2"), "{r}");
+        assert!(r.contains("user=tm"), "{r}");
+        let r = redact_url("postgres://tm:hunter2@[::1/x");
+        assert!(!r.contains("hunter2"), "{r}");
+        assert_eq!(redact_url("sqlite://var/audit.db"), "sqlite://var/audit.db");
+    }
+
+    #[test]
+    fn parses_urls() {
+        let u = parse_url("sqlite://var/audit.db").unwrap();
+        assert_eq!(u.backend, Backend::Sqlite);
+        assert_eq!(u.connect, "sqlite://var/audit.db?mode=rwc");
+        let u = parse_url("sqlite://var/audit.db?mode=ro").unwrap();
+        assert_eq!(u.connect, "sqlite://var/audit.db?mode=ro");
+        assert!(parse_url("sqlite::memory:").unwrap().memory);
+        let u = parse_url("postgres://tm:pw@h/db").unwrap();
+        assert_eq!(u.backend, Backend::Postgres);
+        assert!(!u.redacted.contains("pw"));
+        let err = parse_url("mysql://tm:secret@h/db").unwrap_err();
+        assert!(matches!(err, AuditError::BadUrl { .. }));
+        assert!(!err.to_string().contains("secret"), "{err}");
+        assert!(err.to_string().contains("[audit] database"), "{err}");
+        assert!(parse_url("sqlite://").is_err());
+    }
+}

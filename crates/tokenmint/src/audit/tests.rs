@@ -1,0 +1,883 @@
+//! Tests of the audit log against real stores: SQLite always, PostgreSQL when `TOKENMINT_TEST_DATABASE_URL` is set.
+//!
+//! Each scenario is one async function taking a [`TestDb`]; the `scenario!`
+//! macro runs it once per backend. PostgreSQL tests isolate themselves in a
+//! fresh schema (selected through the URL's `options=-csearch_path=...`).
+
+use super::record::tests::sample;
+use super::*;
+use sqlx::any::AnyPoolOptions;
+use sqlx::{AnyPool, Row};
+use std::time::{Duration, Instant};
+use time::macros::datetime;
+
+/// A store for one test.
+struct TestDb {
+    /// URL the code under test opens.
+    url: String,
+    /// Which backend, for the few tamper steps whose SQL differs.
+    postgres: bool,
+    /// Keeps the SQLite file alive.
+    _dir: Option<tempfile::TempDir>,
+    /// PostgreSQL: admin pool and schema name, for cleanup.
+    pg: Option<(AnyPool, String)>,
+}
+
+impl TestDb {
+    async fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.db");
+        TestDb {
+            url: format!("sqlite://{}", path.display()),
+            postgres: false,
+            _dir: Some(dir),
+            pg: None,
+        }
+    }
+
+    async fn postgres() -> Option<TestDb> {
+        let Ok(base) = std::env::var("TOKENMINT_TEST_DATABASE_URL") else {
+            eprintln!("skipping PostgreSQL audit test: set TOKENMINT_TEST_DATABASE_URL=postgres://... to run it");
+            return None;
+        };
+        sqlx::any::install_default_drivers();
+        let admin = AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&base)
+            .await
+            .unwrap();
+        let schema = format!("tm_audit_test_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(&format!("CREATE SCHEMA {schema}"))
+            .execute(&admin)
+            .await
+            .unwrap();
+        let sep = if base.contains('?') { '&' } else { '?' };
+        Some(TestDb {
+            url: format!("{base}{sep}options=-csearch_path%3D{schema}"),
+            postgres: true,
+            _dir: None,
+            pg: Some((admin, schema)),
+        })
+    }
+
+    /// A separate pool on the same store, playing the attacker or the failing disk.
+    async fn raw(&self) -> AnyPool {
+        sqlx::any::install_default_drivers();
+        AnyPoolOptions::new()
+            .max_connections(2)
+            .connect(&self.url)
+            .await
+            .unwrap()
+    }
+
+    async fn open(&self) -> AuditLog {
+        AuditLog::open(&self.url, DEFAULT_CHAIN).await.unwrap()
+    }
+
+    async fn cleanup(self) {
+        if let Some((admin, schema)) = &self.pg {
+            sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+                .execute(admin)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+macro_rules! scenario {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                let db = super::TestDb::sqlite().await;
+                super::$name(&db).await;
+                db.cleanup().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                if let Some(db) = super::TestDb::postgres().await {
+                    super::$name(&db).await;
+                    db.cleanup().await;
+                }
+            }
+        }
+    };
+}
+
+/// Record `i` of a test: one second apart, alternating brokers and decisions.
+fn rec(i: u32, broker: &str, decision: Decision) -> AuditRecord {
+    let mut r = sample(broker, decision);
+    r.time = datetime!(2025-03-01 00:00:00 UTC) + time::Duration::seconds(i64::from(i));
+    r.request_id = format!("req-{i}");
+    r
+}
+
+async fn append_n(log: &AuditLog, n: u32) -> Vec<AuditReceipt> {
+    let mut out = Vec::new();
+    for i in 1..=n {
+        let d = if i % 2 == 0 {
+            Decision::Deny
+        } else {
+            Decision::Allow
+        };
+        out.push(log.append(rec(i, "deploy", d)).await.unwrap());
+    }
+    out
+}
+
+fn kinds(report: &VerifyReport) -> Vec<(u64, ProblemKind)> {
+    report.problems.iter().map(|p| (p.seq, p.kind)).collect()
+}
+
+// ---------------------------------------------------------------------------
+
+scenario!(append_and_verify_clean);
+async fn append_and_verify_clean(db: &TestDb) {
+    let log = db.open().await;
+    log.ping().await.unwrap();
+    let receipts = append_n(&log, 10).await;
+    assert_eq!(
+        receipts.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        (1..=10).collect::<Vec<_>>()
+    );
+
+    let report = log.verify().await.unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
+    assert_eq!(
+        report.chains,
+        vec![ChainSummary {
+            chain_id: "main".into(),
+            rows: 10,
+            head_seq: 10,
+            head_hash: receipts[9].hash.clone(),
+        }]
+    );
+
+    // Row 1 hangs off the genesis hash, and each hash is as documented.
+    let raw = db.raw().await;
+    let rows = sqlx::query(
+        "SELECT seq, prev_hash, hash, record FROM audit_log WHERE chain_id = 'main' ORDER BY seq",
+    )
+    .fetch_all(&raw)
+    .await
+    .unwrap();
+    let mut prev = GENESIS_HASH.to_owned();
+    for row in rows {
+        let seq: i64 = row.get("seq");
+        let json: String = row.get("record");
+        assert_eq!(row.get::<String, _>("prev_hash"), prev);
+        let hash = chain::row_hash(&prev, "main", seq as u64, &json);
+        assert_eq!(row.get::<String, _>("hash"), hash);
+        prev = hash;
+    }
+}
+
+scenario!(edited_record_json_is_named);
+async fn edited_record_json_is_named(db: &TestDb) {
+    let log = db.open().await;
+    append_n(&log, 5).await;
+    let raw = db.raw().await;
+    let row = sqlx::query("SELECT record FROM audit_log WHERE chain_id = 'main' AND seq = 3")
+        .fetch_one(&raw)
+        .await
+        .unwrap();
+    let json: String = row.get(0);
+    let edited = json.replace("\"latency_us\":1234", "\"latency_us\":1");
+    assert_ne!(json, edited);
+    sqlx::query("UPDATE audit_log SET record = $1 WHERE chain_id = 'main' AND seq = 3")
+        .bind(edited)
+        .execute(&raw)
+        .await
+        .unwrap();
+
+    let report = log.verify().await.unwrap();
+    assert_eq!(
+        kinds(&report),
+        vec![(3, ProblemKind::Edited)],
+        "{:?}",
+        report.problems
+    );
+    assert!(
+        report.problems[0]
+            .message
+            .starts_with("row main#3 was edited"),
+        "{}",
+        report.problems[0]
+    );
+}
+
+scenario!(edited_broker_column_is_named);
+async fn edited_broker_column_is_named(db: &TestDb) {
+    let log = db.open().await;
+    append_n(&log, 5).await;
+    let raw = db.raw().await;
+    sqlx::query("UPDATE audit_log SET broker = 'innocent' WHERE chain_id = 'main' AND seq = 2")
+        .execute(&raw)
+        .await
+        .unwrap();
+
+    let report = log.verify().await.unwrap();
+    assert_eq!(
+        kinds(&report),
+        vec![(2, ProblemKind::ColumnMismatch)],
+        "{:?}",
+        report.problems
+    );
+    let msg = &report.problems[0].message;
+    assert!(
+        msg.contains("row main#2 was edited") && msg.contains("column broker"),
+        "{msg}"
+    );
+
+    // `list` reads the hashed JSON: the edited column neither renames the record nor lets it match.
+    let all = log.list(&ListFilter::default()).await.unwrap();
+    assert!(all.iter().all(|r| r.record.broker == "deploy"));
+    let innocent = ListFilter {
+        broker: Some("innocent".into()),
+        ..ListFilter::default()
+    };
+    assert!(log.list(&innocent).await.unwrap().is_empty());
+}
+
+scenario!(edited_decision_and_time_columns_are_named);
+async fn edited_decision_and_time_columns_are_named(db: &TestDb) {
+    let log = db.open().await;
+    append_n(&log, 4).await;
+    let raw = db.raw().await;
+    sqlx::query("UPDATE audit_log SET decision = 'allow' WHERE chain_id = 'main' AND seq = 2")
+        .execute(&raw)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE audit_log SET time_us = time_us + 1 WHERE chain_id = 'main' AND seq = 4")
+        .execute(&raw)
+        .await
+        .unwrap();
+    let report = log.verify().await.unwrap();
+    assert_eq!(
+        kinds(&report),
+        vec![
+            (2, ProblemKind::ColumnMismatch),
+            (4, ProblemKind::ColumnMismatch)
+        ],
+        "{:?}",
+        report.problems
+    );
+    assert!(report.problems[0].message.contains("column decision"));
+    assert!(report.problems[1].message.contains("column time_us"));
+}
+
+scenario!(deleted_middle_row_is_named);
+async fn deleted_middle_row_is_named(db: &TestDb) {
+    let log = db.open().await;
+    append_n(&log, 20).await;
+    let raw = db.raw().await;
+    // Row 8 sits across the tests' 7-row verify page boundary.
+    sqlx::query("DELETE FROM audit_log WHERE chain_id = 'main' AND seq = 8")
+        .execute(&raw)
+        .await
+        .unwrap();
+    let report = log.verify().await.unwrap();
+    assert_eq!(
+        kinds(&report),
+        vec![(8, ProblemKind::Missing), (9, ProblemKind::BrokenLink)],
+        "{:?}",
+        report.problems
+    );
+    assert_eq!(
+        report.problems[0].message,
+        "row main#8 is missing (deleted)"
+    );
+    assert!(report.problems[1]
+        .message
+        .starts_with("row main#9 does not follow main#7"));
+    assert_eq!(report.chains[0].rows, 19);
+}
+
+scenario!(swapped_rows_are_named);
+async fn swapped_rows_are_named(db: &TestDb) {
+    let log = db.open().await;
+    append_n(&log, 5).await;
+    let raw = db.raw().await;
+    for sql in [
+        "UPDATE audit_log SET seq = 1000 WHERE chain_id = 'main' AND seq = 2",
+        "UPDATE audit_log SET seq = 2 WHERE chain_id = 'main' AND seq = 3",
+        "UPDATE audit_log SET seq = 3 WHERE chain_id = 'main' AND seq = 1000",
+    ] {
+        sqlx::query(sql).execute(&raw).await.unwrap();
+    }
+    let report = log.verify().await.unwrap();
+    let k = kinds(&report);
+    assert!(k.contains(&(2, ProblemKind::Edited)), "{k:?}");
+    assert!(k.contains(&(3, ProblemKind::Edited)), "{k:?}");
+    assert!(k.contains(&(2, ProblemKind::BrokenLink)), "{k:?}");
+    assert!(k.contains(&(3, ProblemKind::BrokenLink)), "{k:?}");
+    assert!(k.iter().all(|(seq, _)| (2..=4).contains(seq)), "{k:?}");
+    assert!(report
+        .problems
+        .iter()
+        .any(|p| p.message.starts_with("row main#3 does not follow main#2")));
+}
+
+scenario!(truncated_tail_is_reported_by_this_process);
+async fn truncated_tail_is_reported_by_this_process(db: &TestDb) {
+    let log = db.open().await;
+    let receipts = append_n(&log, 5).await;
+    let raw = db.raw().await;
+    sqlx::query("DELETE FROM audit_log WHERE chain_id = 'main' AND seq >= 4")
+        .execute(&raw)
+        .await
+        .unwrap();
+    let report = log.verify().await.unwrap();
+    assert_eq!(
+        kinds(&report),
+        vec![(4, ProblemKind::Truncated)],
+        "{:?}",
+        report.problems
+    );
+    assert!(report.problems[0]
+        .message
+        .starts_with("rows main#4..main#5 are missing from the end"));
+    // A fresh process cannot tell; it relies on the anchored head instead.
+    let fresh = db.open().await;
+    let report = fresh.verify().await.unwrap();
+    assert!(report.is_clean());
+    assert_eq!(report.chains[0].head_seq, 3);
+    assert_ne!(report.chains[0].head_hash, receipts[4].hash);
+}
+
+scenario!(concurrent_appends_form_one_chain);
+async fn concurrent_appends_form_one_chain(db: &TestDb) {
+    let log = db.open().await;
+    let mut tasks = Vec::new();
+    for t in 0..50u32 {
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut receipts = Vec::new();
+            for i in 0..10u32 {
+                let broker = format!("b{}", t % 5);
+                receipts.push(
+                    log.append(rec(t * 10 + i, &broker, Decision::Deny))
+                        .await
+                        .unwrap(),
+                );
+            }
+            receipts
+        }));
+    }
+    let mut seqs = Vec::new();
+    for task in tasks {
+        seqs.extend(task.await.unwrap().into_iter().map(|r| r.seq));
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=500).collect::<Vec<u64>>());
+    let report = log.verify().await.unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
+    assert_eq!(report.chains[0].rows, 500);
+    assert_eq!(report.chains[0].head_seq, 500);
+}
+
+scenario!(reopening_continues_the_chain);
+async fn reopening_continues_the_chain(db: &TestDb) {
+    let first = db.open().await;
+    let before = append_n(&first, 3).await;
+    drop(first);
+    let second = db.open().await;
+    let next = second
+        .append(rec(4, "deploy", Decision::Allow))
+        .await
+        .unwrap();
+    assert_eq!(next.seq, 4);
+    let report = second.verify().await.unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
+    assert_eq!(report.chains[0].head_hash, next.hash);
+    assert_ne!(next.hash, before[2].hash);
+
+    // Another chain in the same store is independent and also verified.
+    let other = AuditLog::open(&db.url, "eu-1").await.unwrap();
+    assert_eq!(
+        other
+            .append(rec(5, "deploy", Decision::Deny))
+            .await
+            .unwrap()
+            .seq,
+        1
+    );
+    let report = other.verify().await.unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
+    let ids: Vec<_> = report
+        .chains
+        .iter()
+        .map(|c| (c.chain_id.as_str(), c.rows))
+        .collect();
+    assert_eq!(ids, vec![("eu-1", 1), ("main", 4)]);
+}
+
+scenario!(two_writers_on_one_chain_do_not_fork_it);
+async fn two_writers_on_one_chain_do_not_fork_it(db: &TestDb) {
+    let a = db.open().await;
+    let b = db.open().await;
+    // Each writer's head is stale every time: it must reload and retry.
+    for i in 0..6 {
+        let log = if i % 2 == 0 { &a } else { &b };
+        let receipt = log.append(rec(i, "deploy", Decision::Deny)).await.unwrap();
+        assert_eq!(receipt.seq, u64::from(i) + 1);
+    }
+    let report = a.verify().await.unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
+    assert_eq!(report.chains[0].rows, 6);
+}
+
+scenario!(list_filters_and_reads_the_hashed_json);
+async fn list_filters_and_reads_the_hashed_json(db: &TestDb) {
+    let log = db.open().await;
+    let mut originals = Vec::new();
+    for i in 1..=12u32 {
+        let broker = if i % 3 == 0 { "release" } else { "deploy" };
+        let decision = match i % 4 {
+            0 => Decision::Allow,
+            1 | 2 => Decision::Deny,
+            _ => Decision::Error,
+        };
+        let r = rec(i, broker, decision);
+        log.append(r.clone()).await.unwrap();
+        originals.push(r);
+    }
+    let all = log.list(&ListFilter::default()).await.unwrap();
+    assert_eq!(all.len(), 12);
+    // Newest first; records come back exactly as appended (times were already UTC, whole seconds).
+    assert_eq!(all[0].record, originals[11]);
+    assert_eq!(all[11].record, originals[0]);
+    assert_eq!((all[0].chain_id.as_str(), all[0].seq), ("main", 12));
+
+    let release = ListFilter {
+        broker: Some("release".into()),
+        ..ListFilter::default()
+    };
+    let got: Vec<_> = log
+        .list(&release)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.seq)
+        .collect();
+    assert_eq!(got, vec![12, 9, 6, 3]);
+
+    let allow = ListFilter {
+        decision: Some(Decision::Allow),
+        ..ListFilter::default()
+    };
+    let got = log.list(&allow).await.unwrap();
+    assert_eq!(
+        got.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        vec![12, 8, 4]
+    );
+    assert!(got.iter().all(|r| r.record.grant.is_some()));
+
+    let since = ListFilter {
+        since: Some(datetime!(2025-03-01 02:00:10 +02:00)),
+        ..ListFilter::default()
+    };
+    let got: Vec<_> = log
+        .list(&since)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.seq)
+        .collect();
+    assert_eq!(got, vec![12, 11, 10]);
+
+    let combined = ListFilter {
+        broker: Some("deploy".into()),
+        decision: Some(Decision::Deny),
+        since: Some(datetime!(2025-03-01 00:00:02 UTC)),
+        limit: Some(2),
+    };
+    let got: Vec<_> = log
+        .list(&combined)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.seq)
+        .collect();
+    assert_eq!(got, vec![10, 5]);
+
+    // The record comes from the hashed JSON, not the plain columns.
+    let raw = db.raw().await;
+    sqlx::query("UPDATE audit_log SET broker = 'release' WHERE chain_id = 'main' AND seq = 1")
+        .execute(&raw)
+        .await
+        .unwrap();
+    let all = log.list(&ListFilter::default()).await.unwrap();
+    assert_eq!(all[11].record.broker, "deploy");
+}
+
+/// Makes every write fail, and undoes it.
+async fn break_store(db: &TestDb, raw: &AnyPool) {
+    let sql = if db.postgres {
+        // A cached PostgreSQL statement keeps working across a rename, so fail the insert instead.
+        "ALTER TABLE audit_log ADD CONSTRAINT tm_test_broken CHECK (seq < 0) NOT VALID"
+    } else {
+        "ALTER TABLE audit_log RENAME TO audit_log_away"
+    };
+    sqlx::query(sql).execute(raw).await.unwrap();
+}
+
+async fn restore_store(db: &TestDb, raw: &AnyPool) {
+    let sql = if db.postgres {
+        "ALTER TABLE audit_log DROP CONSTRAINT tm_test_broken"
+    } else {
+        "ALTER TABLE audit_log_away RENAME TO audit_log"
+    };
+    sqlx::query(sql).execute(raw).await.unwrap();
+}
+
+scenario!(store_failure_fails_appends_and_recovers);
+async fn store_failure_fails_appends_and_recovers(db: &TestDb) {
+    let options = AuditOptions {
+        append_timeout: Duration::from_secs(2),
+        ..AuditOptions::default()
+    };
+    let log = AuditLog::open_with(&db.url, DEFAULT_CHAIN, options)
+        .await
+        .unwrap();
+    let mut acked = append_n(&log, 3).await;
+    let raw = db.raw().await;
+
+    break_store(db, &raw).await;
+    let started = Instant::now();
+    let results = futures_join(&log, 10, 100).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(results.iter().all(Result::is_err), "{results:?}");
+    let err = results.into_iter().find_map(Result::err).unwrap();
+    assert!(matches!(err, AuditError::Unavailable { .. }), "{err:?}");
+    assert!(err.to_string().contains("append record"), "{err}");
+    if !db.postgres {
+        // The table is gone; PostgreSQL's blocked inserts still leave it readable.
+        assert!(log.ping().await.is_err());
+    }
+
+    restore_store(db, &raw).await;
+    log.ping().await.unwrap();
+    acked.push(
+        log.append(rec(200, "deploy", Decision::Allow))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(acked.last().unwrap().seq, 4);
+    let report = log.verify().await.unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
+    assert_eq!(report.chains[0].rows, 4);
+    assert_acked_rows_are_stored(&raw, &acked).await;
+}
+
+scenario!(stuck_store_times_out_and_recovers);
+async fn stuck_store_times_out_and_recovers(db: &TestDb) {
+    let options = AuditOptions {
+        append_timeout: Duration::from_millis(800),
+        ..AuditOptions::default()
+    };
+    let log = AuditLog::open_with(&db.url, DEFAULT_CHAIN, options)
+        .await
+        .unwrap();
+    let mut acked = append_n(&log, 3).await;
+    let raw = db.raw().await;
+
+    // Another connection holds the write lock.
+    let mut locker = raw.acquire().await.unwrap();
+    let lock: &[&str] = if db.postgres {
+        &["BEGIN", "LOCK TABLE audit_log IN ACCESS EXCLUSIVE MODE"]
+    } else {
+        &["BEGIN IMMEDIATE"]
+    };
+    for sql in lock {
+        sqlx::query(sql).execute(&mut *locker).await.unwrap();
+    }
+    let started = Instant::now();
+    let results = futures_join(&log, 5, 300).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(results.iter().all(Result::is_err), "{results:?}");
+    assert!(
+        results
+            .iter()
+            .any(|r| matches!(r, Err(AuditError::Timeout { .. }))),
+        "{results:?}"
+    );
+
+    sqlx::query("ROLLBACK").execute(&mut *locker).await.unwrap();
+    drop(locker);
+
+    // Timed-out records may or may not have landed; either way the chain is whole.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let receipt = loop {
+        match log.append(rec(400, "deploy", Decision::Allow)).await {
+            Ok(r) => break r,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("still recovering: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("did not recover: {e}"),
+        }
+    };
+    acked.push(receipt);
+    let report = log.verify().await.unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
+    assert_acked_rows_are_stored(&raw, &acked).await;
+}
+
+/// Runs `n` appends at once and returns their results.
+async fn futures_join(log: &AuditLog, n: u32, first: u32) -> Vec<Result<AuditReceipt, AuditError>> {
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let log = log.clone();
+            tokio::spawn(async move { log.append(rec(first + i, "deploy", Decision::Deny)).await })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+/// Every acknowledged append is in the store, at its seq, with its hash.
+async fn assert_acked_rows_are_stored(raw: &AnyPool, acked: &[AuditReceipt]) {
+    for r in acked {
+        let row = sqlx::query("SELECT hash FROM audit_log WHERE chain_id = 'main' AND seq = $1")
+            .bind(r.seq as i64)
+            .fetch_one(raw)
+            .await
+            .unwrap();
+        assert_eq!(row.get::<String, _>(0), r.hash);
+    }
+}
+
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn sqlite_file_is_created_in_wal_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("new.db");
+    assert!(!path.exists());
+    let url = format!("sqlite://{}", path.display());
+    let log = AuditLog::open(&url, DEFAULT_CHAIN).await.unwrap();
+    assert!(path.exists());
+    let raw = AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await
+        .unwrap();
+    let mode: String = sqlx::query("PRAGMA journal_mode")
+        .fetch_one(&raw)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(mode, "wal");
+    let version: i64 = sqlx::query("SELECT version FROM audit_schema")
+        .fetch_one(&raw)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(version, store::SCHEMA_VERSION);
+    // synchronous=NORMAL (1) on the writer's connections.
+    let sync: i64 = sqlx::query("PRAGMA synchronous")
+        .fetch_one(&log.inner.pool)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(sync, 1);
+    log.append(rec(1, "deploy", Decision::Deny)).await.unwrap();
+}
+
+/// Set for the child process of `acked_rows_survive_kill_9`.
+const CRASH_CHILD_URL: &str = "TOKENMINT_AUDIT_CRASH_CHILD_URL";
+
+/// Child side of `acked_rows_survive_kill_9`: appends from several tasks and
+/// prints `ACK seq hash` after each acknowledged append, until killed. Does
+/// nothing in a normal test run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn crash_child() {
+    let Ok(url) = std::env::var(CRASH_CHILD_URL) else {
+        return;
+    };
+    let log = AuditLog::open(&url, DEFAULT_CHAIN).await.unwrap();
+    let tasks: Vec<_> = (0..8u32)
+        .map(|t| {
+            let log = log.clone();
+            tokio::spawn(async move {
+                use std::io::Write;
+                for i in 0..5000u32 {
+                    let r = log
+                        .append(rec(t * 5000 + i, "deploy", Decision::Allow))
+                        .await
+                        .unwrap();
+                    let mut out = std::io::stdout().lock();
+                    if writeln!(out, "ACK {} {}", r.seq, r.hash)
+                        .and_then(|()| out.flush())
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+#[test]
+fn acked_rows_survive_kill_9() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("crash.db").display());
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "audit::tests::crash_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CRASH_CHILD_URL, &url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut acked = Vec::new();
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        if let Some(rest) = line.strip_prefix("ACK ") {
+            let (seq, hash) = rest.split_once(' ').unwrap();
+            acked.push(AuditReceipt {
+                seq: seq.parse().unwrap(),
+                hash: hash.to_owned(),
+            });
+            if acked.len() >= 400 {
+                break;
+            }
+        }
+    }
+    child.kill().unwrap(); // SIGKILL: no destructors, no flush, no clean shutdown.
+    child.wait().unwrap();
+    assert!(
+        acked.len() >= 400,
+        "child acknowledged only {} appends",
+        acked.len()
+    );
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let log = AuditLog::open(&url, DEFAULT_CHAIN).await.unwrap();
+        let report = log.verify().await.unwrap();
+        assert!(report.is_clean(), "{:?}", report.problems);
+        assert!(report.chains[0].head_seq >= 400);
+        let raw = AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
+            .await
+            .unwrap();
+        acked.sort_by_key(|r| r.seq);
+        assert_acked_rows_are_stored(&raw, &acked).await;
+        // And the chain goes on from where the killed process stopped.
+        let next = log
+            .append(rec(99_999, "deploy", Decision::Deny))
+            .await
+            .unwrap();
+        assert_eq!(next.seq, report.chains[0].head_seq + 1);
+    });
+}
+
+#[tokio::test]
+async fn in_memory_sqlite_works() {
+    let log = AuditLog::open("sqlite::memory:", DEFAULT_CHAIN)
+        .await
+        .unwrap();
+    append_n(&log, 3).await;
+    assert!(log.verify().await.unwrap().is_clean());
+    assert_eq!(log.list(&ListFilter::default()).await.unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("a.db").display());
+    drop(AuditLog::open(&url, DEFAULT_CHAIN).await.unwrap());
+    let raw = AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE audit_schema SET version = 99")
+        .execute(&raw)
+        .await
+        .unwrap();
+    let err = AuditLog::open(&url, DEFAULT_CHAIN).await.unwrap_err();
+    assert!(
+        matches!(err, AuditError::SchemaTooNew { found: 99, .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn open_errors_say_what_to_do_and_hide_passwords() {
+    let err = AuditLog::open("sqlite:///nonexistent-dir/x/audit.db", DEFAULT_CHAIN)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AuditError::Open {
+                action: "connect",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("[audit] database setting"),
+        "{err}"
+    );
+
+    let err = AuditLog::open("postgres://tm:supersecret@127.0.0.1:1/audit", DEFAULT_CHAIN)
+        .await
+        .unwrap_err();
+    let text = format!("{err} {err:?}");
+    assert!(!text.contains("supersecret"), "{text}");
+    assert!(text.contains("tm:***@127.0.0.1"), "{text}");
+
+    let err = AuditLog::open("sqlite::memory:", "bad chain")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AuditError::BadChainId { .. }), "{err:?}");
+    let err = AuditLog::open("redis://x", DEFAULT_CHAIN)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AuditError::BadUrl { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn debug_shows_no_password() {
+    let log = AuditLog::open("sqlite::memory:", DEFAULT_CHAIN)
+        .await
+        .unwrap();
+    let text = format!("{log:?}");
+    assert!(
+        text.contains("sqlite::memory:") && text.contains("main"),
+        "{text}"
+    );
+}

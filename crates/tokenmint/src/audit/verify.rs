@@ -1,0 +1,339 @@
+//! The verifier: walks every chain page by page and names each row that was edited, deleted or moved.
+
+use serde::Serialize;
+use sqlx::AnyPool;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::chain::{row_hash, Head, GENESIS_HASH};
+use super::error::AuditError;
+use super::record::{unix_micros, AuditRecord};
+use super::store::{self, RawRow};
+
+/// Rows read per query, so verification never holds the whole table.
+/// Tests use small pages so that every test crosses page boundaries.
+const PAGE_ROWS: u32 = if cfg!(test) { 7 } else { 1000 };
+
+/// Most problems kept in a report; the rest are only counted.
+const MAX_PROBLEMS: usize = 1000;
+
+/// What [`AuditLog::verify`](super::AuditLog::verify) found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VerifyReport {
+    /// Every chain in the store, sorted by id.
+    pub chains: Vec<ChainSummary>,
+    /// What is wrong, in chain and row order (at most 1000; see `problems_omitted`).
+    pub problems: Vec<Problem>,
+    /// Problems found beyond those listed.
+    pub problems_omitted: u64,
+}
+
+impl VerifyReport {
+    /// True when no problem was found.
+    pub fn is_clean(&self) -> bool {
+        self.problems.is_empty() && self.problems_omitted == 0
+    }
+}
+
+/// One chain's extent. Record `head_seq` and `head_hash` somewhere the
+/// database's operators cannot write (a ticket, another system's log): a
+/// hash chain alone cannot show that rows were removed from its end, but a
+/// later verify whose chain no longer contains that head hash can.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChainSummary {
+    /// The chain id.
+    pub chain_id: String,
+    /// Rows present.
+    pub rows: u64,
+    /// Sequence number of the last row (0 if none).
+    pub head_seq: u64,
+    /// Stored hash of the last row ([`GENESIS_HASH`] if none).
+    pub head_hash: String,
+}
+
+/// One thing wrong with one row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// The chain.
+    pub chain_id: String,
+    /// The row (for [`ProblemKind::Missing`] and [`ProblemKind::Truncated`], the first missing one).
+    pub seq: u64,
+    /// What kind of problem.
+    pub kind: ProblemKind,
+    /// For the operator, naming the row, e.g. `row main#17 was edited ...`.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// The kinds of damage the verifier tells apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemKind {
+    /// The row's contents do not match its stored hash.
+    Edited,
+    /// A plain column (`time_us`, `broker`, `decision`) disagrees with the hashed record.
+    ColumnMismatch,
+    /// Sequence numbers are missing before this row.
+    Missing,
+    /// The row's `prev_hash` is not the hash of the row before it.
+    BrokenLink,
+    /// The hashed record is not a readable audit record.
+    Unreadable,
+    /// Rows this process saw committed are gone from the end of the chain.
+    Truncated,
+    /// A row this process saw committed now has a different hash.
+    Rewritten,
+}
+
+/// Collects problems up to the cap.
+#[derive(Debug, Default)]
+struct Problems {
+    kept: Vec<Problem>,
+    omitted: u64,
+}
+
+impl Problems {
+    fn push(&mut self, chain_id: &str, seq: u64, kind: ProblemKind, message: String) {
+        if self.kept.len() < MAX_PROBLEMS {
+            self.kept.push(Problem {
+                chain_id: chain_id.to_owned(),
+                seq,
+                kind,
+                message,
+            });
+        } else {
+            self.omitted += 1;
+        }
+    }
+}
+
+/// Where and how long verification may wait for each query.
+#[derive(Debug)]
+pub(crate) struct Source<'a> {
+    /// The store.
+    pub(crate) pool: &'a AnyPool,
+    /// For messages, redacted.
+    pub(crate) url: &'a str,
+    /// Longest one query may take.
+    pub(crate) query_timeout: Duration,
+}
+
+impl Source<'_> {
+    /// Runs one query within the time limit, mapping failures to audit errors.
+    async fn run<T>(
+        &self,
+        query: impl Future<Output = Result<T, sqlx::Error>>,
+    ) -> Result<T, AuditError> {
+        match tokio::time::timeout(self.query_timeout, query).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(source)) => Err(AuditError::Unavailable {
+                action: "verify audit chains",
+                url: self.url.to_owned(),
+                source: Arc::new(source),
+            }),
+            Err(_) => Err(AuditError::Timeout {
+                action: "verify audit chains",
+                url: self.url.to_owned(),
+                after: self.query_timeout,
+            }),
+        }
+    }
+}
+
+/// Verifies every chain in the store. `own` is this process's chain and the
+/// highest head it has seen there, checked against what the store now holds.
+pub(crate) async fn verify(
+    src: &Source<'_>,
+    own: (&str, Head),
+) -> Result<VerifyReport, AuditError> {
+    let mut ids = src.run(store::chain_ids(src.pool)).await?;
+    if !ids.iter().any(|c| c == own.0) {
+        ids.push(own.0.to_owned());
+        ids.sort();
+    }
+    let mut problems = Problems::default();
+    let mut chains = Vec::with_capacity(ids.len());
+    for chain_id in ids {
+        let known = (chain_id == own.0).then_some(&own.1);
+        chains.push(verify_chain(src, &chain_id, known, &mut problems).await?);
+    }
+    Ok(VerifyReport {
+        chains,
+        problems: problems.kept,
+        problems_omitted: problems.omitted,
+    })
+}
+
+/// Walks one chain in `seq` order, one page at a time.
+async fn verify_chain(
+    src: &Source<'_>,
+    chain_id: &str,
+    known: Option<&Head>,
+    problems: &mut Problems,
+) -> Result<ChainSummary, AuditError> {
+    let mut walk = Walk {
+        chain_id,
+        rows: 0,
+        last_seq: 0,
+        last_hash: GENESIS_HASH.to_owned(),
+        known,
+        problems,
+    };
+    loop {
+        let page = src
+            .run(store::page(src.pool, chain_id, walk.last_seq, PAGE_ROWS))
+            .await?;
+        let full = page.len() == PAGE_ROWS as usize;
+        for row in page {
+            walk.check(&row);
+        }
+        if !full {
+            break;
+        }
+    }
+    walk.finish();
+    Ok(ChainSummary {
+        chain_id: chain_id.to_owned(),
+        rows: walk.rows,
+        head_seq: walk.last_seq,
+        head_hash: walk.last_hash,
+    })
+}
+
+/// State of a walk along one chain.
+struct Walk<'a> {
+    chain_id: &'a str,
+    rows: u64,
+    /// The previous row (0 = the start of the chain).
+    last_seq: u64,
+    /// Its stored hash (genesis at the start).
+    last_hash: String,
+    /// The highest head this process saw for this chain.
+    known: Option<&'a Head>,
+    problems: &'a mut Problems,
+}
+
+impl Walk<'_> {
+    /// Checks one row against its neighbour and itself, in this order:
+    /// 1. no sequence numbers skipped since the previous row;
+    /// 2. its stored hash matches its contents (so nothing was edited);
+    /// 3. its `prev_hash` is the previous row's hash (so nothing was moved);
+    /// 4. the record parses, and the plain columns agree with it;
+    /// 5. if this process saw this row committed, the hash is the same.
+    fn check(&mut self, row: &RawRow) {
+        let c = self.chain_id;
+        let n = row.seq;
+        self.rows += 1;
+
+        // 1. Gaps.
+        let expected = self.last_seq + 1;
+        if n > expected {
+            let msg = if n - expected == 1 {
+                format!("row {c}#{expected} is missing (deleted)")
+            } else {
+                format!("rows {c}#{expected}..{c}#{} are missing (deleted)", n - 1)
+            };
+            self.problems.push(c, expected, ProblemKind::Missing, msg);
+        }
+
+        // 2. Contents against the stored hash.
+        if row_hash(&row.prev_hash, c, n, &row.record) != row.hash {
+            self.problems.push(
+                c,
+                n,
+                ProblemKind::Edited,
+                format!("row {c}#{n} was edited: its contents do not match its stored hash (or it was moved here from another position)"),
+            );
+        }
+
+        // 3. Link to the previous row.
+        if row.prev_hash != self.last_hash {
+            let prev = if self.last_seq == 0 {
+                "the start of the chain".to_owned()
+            } else {
+                format!("{c}#{}", self.last_seq)
+            };
+            self.problems.push(
+                c,
+                n,
+                ProblemKind::BrokenLink,
+                format!("row {c}#{n} does not follow {prev} (rows reordered or deleted, or {prev} was edited and re-hashed)"),
+            );
+        }
+
+        // 4. The record, and the columns against it.
+        match serde_json::from_str::<AuditRecord>(&row.record) {
+            Err(e) => self.problems.push(
+                c,
+                n,
+                ProblemKind::Unreadable,
+                format!("row {c}#{n} holds a record that cannot be read: {e}"),
+            ),
+            Ok(record) => {
+                let mut mismatch = |column: &str, stored: &str, hashed: &str| {
+                    self.problems.push(
+                        c,
+                        n,
+                        ProblemKind::ColumnMismatch,
+                        format!("row {c}#{n} was edited: column {column} is {stored:?} but its hashed record says {hashed:?}"),
+                    );
+                };
+                if row.broker != record.broker {
+                    mismatch("broker", &row.broker, &record.broker);
+                }
+                if row.decision != record.decision.as_str() {
+                    mismatch("decision", &row.decision, record.decision.as_str());
+                }
+                if Some(row.time_us) != unix_micros(record.time) {
+                    let hashed = unix_micros(record.time)
+                        .map_or_else(|| "out of range".to_owned(), |t| t.to_string());
+                    mismatch("time_us", &row.time_us.to_string(), &hashed);
+                }
+            }
+        }
+
+        // 5. What this process saw.
+        if let Some(known) = self.known {
+            if known.seq == n && known.hash != row.hash {
+                self.problems.push(
+                    c,
+                    n,
+                    ProblemKind::Rewritten,
+                    format!(
+                        "row {c}#{n} is not the row this process committed or loaded (hash was {}, is now {}): the chain was rewritten",
+                        known.hash, row.hash
+                    ),
+                );
+            }
+        }
+
+        self.last_seq = n;
+        self.last_hash.clone_from(&row.hash);
+    }
+
+    /// After the last row: rows this process saw must still be there.
+    fn finish(&mut self) {
+        if let Some(known) = self.known {
+            if known.seq > self.last_seq {
+                let c = self.chain_id;
+                let first = self.last_seq + 1;
+                let msg = if first == known.seq {
+                    format!("row {c}#{first} is missing from the end of the chain (truncated); this process saw it committed")
+                } else {
+                    format!(
+                        "rows {c}#{first}..{c}#{} are missing from the end of the chain (truncated); this process saw them committed",
+                        known.seq
+                    )
+                };
+                self.problems.push(c, first, ProblemKind::Truncated, msg);
+            }
+        }
+    }
+}

@@ -1,0 +1,260 @@
+//! The single writer task: owns the chain head, group-commits queued records, answers each caller.
+//!
+//! Invariants:
+//!
+//! - Only this task assigns `seq` and `prev_hash` for its chain in this process.
+//! - A caller gets `Ok` only after the transaction holding its row committed.
+//! - A failed batch answers every caller in it with an error, leaves the head
+//!   unknown, and the head is reloaded from the database before the next
+//!   batch: so the writer recovers by itself once the store is back, and
+//!   never continues from a head that might not have been written.
+//! - If another process appended to the same chain, the insert hits the
+//!   UNIQUE(chain_id, seq) key; the writer reloads the head and retries the
+//!   batch a few times before giving up.
+
+use sqlx::AnyPool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+use super::chain::{row_hash, Head};
+use super::error::AuditError;
+use super::record::PreparedRecord;
+use super::store::{self, NewRow};
+use super::AuditReceipt;
+
+/// Attempts per batch when another writer took our sequence numbers.
+const MAX_CONFLICT_ATTEMPTS: u32 = 3;
+
+/// One queued append.
+#[derive(Debug)]
+pub(crate) struct Job {
+    /// The record, serialized.
+    pub(crate) record: PreparedRecord,
+    /// Where the outcome goes. A caller that gave up has dropped the receiver;
+    /// its record is still written, since the decision did happen.
+    pub(crate) reply: oneshot::Sender<Result<AuditReceipt, AuditError>>,
+}
+
+/// The highest head this process has committed or loaded, shared with
+/// `verify` so it can notice rows removed from the end of the chain.
+pub(crate) type HighWater = Arc<Mutex<Head>>;
+
+/// The writer's state; see the module docs.
+#[derive(Debug)]
+pub(crate) struct Writer {
+    /// The store.
+    pub(crate) pool: AnyPool,
+    /// The chain this writer extends.
+    pub(crate) chain_id: String,
+    /// For error messages.
+    pub(crate) url: String,
+    /// Queued appends.
+    pub(crate) jobs: mpsc::Receiver<Job>,
+    /// The last committed row; `None` after a failure until reloaded.
+    pub(crate) head: Option<Head>,
+    /// See [`HighWater`].
+    pub(crate) high_water: HighWater,
+    /// Most records per transaction.
+    pub(crate) max_batch: usize,
+    /// Longest a head reload or a batch commit may take.
+    pub(crate) store_timeout: Duration,
+}
+
+impl Writer {
+    /// Runs until every sender is dropped and the queue is drained.
+    pub(crate) async fn run(mut self) {
+        while let Some(first) = self.jobs.recv().await {
+            let mut batch = Vec::with_capacity(self.max_batch.min(64));
+            batch.push(first);
+            while batch.len() < self.max_batch {
+                match self.jobs.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            self.process(batch).await;
+        }
+        tracing::debug!(chain_id = %self.chain_id, "audit writer stopped: no more senders");
+    }
+
+    async fn process(&mut self, batch: Vec<Job>) {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            // 1. Know where the chain ends.
+            let head = match self.current_head().await {
+                Ok(head) => head,
+                Err(err) => return answer_all(batch, || err.clone_for_caller()),
+            };
+            // 2. Chain the batch onto the head.
+            let hashes = chain_batch(&self.chain_id, &head, &batch);
+            let rows: Vec<NewRow<'_>> = batch
+                .iter()
+                .zip(&hashes)
+                .enumerate()
+                .map(|(i, (job, (prev, hash)))| NewRow {
+                    seq: head.seq + 1 + i as u64,
+                    prev_hash: prev,
+                    hash,
+                    record: &job.record,
+                })
+                .collect();
+            // 3. Commit all or nothing.
+            let outcome = tokio::time::timeout(
+                self.store_timeout,
+                store::insert_batch(&self.pool, &self.chain_id, &rows),
+            )
+            .await;
+            drop(rows);
+            match outcome {
+                Ok(Ok(())) => {
+                    // 4. Only now advance the head and answer Ok.
+                    let new_head = Head {
+                        seq: head.seq + batch.len() as u64,
+                        hash: hashes.last().map_or(head.hash.clone(), |(_, h)| h.clone()),
+                    };
+                    self.advance(new_head);
+                    for (i, (job, (_, hash))) in batch.into_iter().zip(hashes).enumerate() {
+                        let receipt = AuditReceipt {
+                            seq: head.seq + 1 + i as u64,
+                            hash,
+                        };
+                        // The caller may have given up; the row is committed either way.
+                        let _ = job.reply.send(Ok(receipt));
+                    }
+                    return;
+                }
+                Ok(Err(source)) => {
+                    self.head = None;
+                    let conflict =
+                        matches!(&source, sqlx::Error::Database(db) if db.is_unique_violation());
+                    if conflict && attempt < MAX_CONFLICT_ATTEMPTS {
+                        tracing::info!(chain_id = %self.chain_id, "another writer extended the audit chain; reloading its head and retrying");
+                        continue;
+                    }
+                    tracing::error!(chain_id = %self.chain_id, store = %self.url, error = %source, rows = batch.len(), "audit batch commit failed; nothing in it was acknowledged");
+                    let source = Arc::new(source);
+                    return answer_all(batch, || AuditError::Unavailable {
+                        action: "append record",
+                        url: self.url.clone(),
+                        source: Arc::clone(&source),
+                    });
+                }
+                Err(_) => {
+                    // The commit may or may not have happened; the reload decides.
+                    self.head = None;
+                    tracing::error!(chain_id = %self.chain_id, store = %self.url, rows = batch.len(), "audit batch commit timed out; nothing in it was acknowledged");
+                    return answer_all(batch, || AuditError::Timeout {
+                        action: "append record",
+                        url: self.url.clone(),
+                        after: self.store_timeout,
+                    });
+                }
+            }
+        }
+    }
+
+    /// The head, reloading it from the database if the last batch failed.
+    async fn current_head(&mut self) -> Result<Head, HeadError> {
+        if let Some(head) = &self.head {
+            return Ok(head.clone());
+        }
+        let loaded = tokio::time::timeout(
+            self.store_timeout,
+            store::load_head(&self.pool, &self.chain_id),
+        )
+        .await;
+        match loaded {
+            Ok(Ok(head)) => {
+                self.check_not_behind(&head);
+                self.head = Some(head.clone());
+                self.raise_high_water(&head);
+                Ok(head)
+            }
+            Ok(Err(source)) => Err(HeadError::Failed {
+                url: self.url.clone(),
+                source: Arc::new(source),
+            }),
+            Err(_) => Err(HeadError::TimedOut {
+                url: self.url.clone(),
+                after: self.store_timeout,
+            }),
+        }
+    }
+
+    fn advance(&mut self, head: Head) {
+        self.raise_high_water(&head);
+        self.head = Some(head);
+    }
+
+    fn raise_high_water(&self, head: &Head) {
+        let mut hw = self.high_water.lock().unwrap_or_else(|e| e.into_inner());
+        if head.seq > hw.seq {
+            *hw = head.clone();
+        }
+    }
+
+    /// Rows that this process saw committed can only vanish by tampering or a restore.
+    fn check_not_behind(&self, head: &Head) {
+        let hw = self.high_water.lock().unwrap_or_else(|e| e.into_inner());
+        if head.seq < hw.seq {
+            tracing::error!(
+                chain_id = %self.chain_id,
+                stored_head = head.seq,
+                known_head = hw.seq,
+                "audit chain {c} ends at #{s}, but this process saw #{k} committed: rows were removed from the end (tampering or a restored backup)",
+                c = self.chain_id, s = head.seq, k = hw.seq
+            );
+        }
+    }
+}
+
+/// `(prev_hash, hash)` for each job, continuing from `head`.
+fn chain_batch(chain_id: &str, head: &Head, batch: &[Job]) -> Vec<(String, String)> {
+    let mut prev = head.hash.clone();
+    batch
+        .iter()
+        .enumerate()
+        .map(|(i, job)| {
+            let hash = row_hash(&prev, chain_id, head.seq + 1 + i as u64, &job.record.json);
+            (std::mem::replace(&mut prev, hash.clone()), hash)
+        })
+        .collect()
+}
+
+fn answer_all(batch: Vec<Job>, mut err: impl FnMut() -> AuditError) {
+    for job in batch {
+        let _ = job.reply.send(Err(err()));
+    }
+}
+
+/// A failed head reload, clonable so every caller in the batch gets one.
+#[derive(Debug)]
+enum HeadError {
+    Failed {
+        url: String,
+        source: Arc<sqlx::Error>,
+    },
+    TimedOut {
+        url: String,
+        after: Duration,
+    },
+}
+
+impl HeadError {
+    fn clone_for_caller(&self) -> AuditError {
+        match self {
+            HeadError::Failed { url, source } => AuditError::Unavailable {
+                action: "append record (reload chain head)",
+                url: url.clone(),
+                source: Arc::clone(source),
+            },
+            HeadError::TimedOut { url, after } => AuditError::Timeout {
+                action: "append record (reload chain head)",
+                url: url.clone(),
+                after: *after,
+            },
+        }
+    }
+}
