@@ -1,1 +1,3 @@
 //! dev (in progress)
+
+pub mod github_standin;

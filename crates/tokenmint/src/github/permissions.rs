@@ -162,9 +162,11 @@ impl Permissions {
             match self.get(name) {
                 Some(requested) if level <= requested => {}
                 None if name == "metadata" && level == Level::Read => {}
-                Some(requested) => return Err(format!(
+                Some(requested) => {
+                    return Err(format!(
                     "GitHub granted `{name}: {level}` but only `{name}: {requested}` was requested"
-                )),
+                ))
+                }
                 None => {
                     return Err(format!(
                         "GitHub granted `{name}: {level}`, which was not requested"
