@@ -100,6 +100,9 @@ pub enum Fault {
     OversizedChunkedBody,
     /// Grant a permission that was not requested (`administration: write`).
     GrantExtraPermission,
+    /// Grant a permission that was not requested, then refuse to revoke the
+    /// token (`DELETE /installation/token` answers 500).
+    GrantExtraPermissionUnrevocable,
     /// Report a different repository than the one requested.
     WrongRepository,
     /// Report the requested repository under a different repository id.
@@ -704,7 +707,7 @@ async fn access_tokens(
         .or_insert_with(|| "read".to_owned());
     let mut listed: Vec<Value> = repositories.iter().map(|r| repository_json(r)).collect();
     match fault {
-        Fault::GrantExtraPermission => {
+        Fault::GrantExtraPermission | Fault::GrantExtraPermissionUnrevocable => {
             granted.insert("administration".to_owned(), "write".to_owned());
         }
         Fault::WrongRepository => {
@@ -832,6 +835,9 @@ async fn revoke(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respon
         return gh_error(StatusCode::UNAUTHORIZED, "Requires authentication");
     };
     let mut state = shared.lock();
+    if state.fault == Fault::GrantExtraPermissionUnrevocable {
+        return fault_status(500);
+    }
     match state
         .tokens
         .iter_mut()
@@ -944,7 +950,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(resp.status(), 200);
-        let body: Value = resp.json().await.unwrap();
+        let body: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
         assert_eq!(body["id"], 42);
     }
 
@@ -1011,7 +1017,8 @@ mod tests {
             .unwrap();
         let post = |body: Value| {
             api(&http, reqwest::Method::POST, url.clone(), &jwt)
-                .json(&body)
+                .header("content-type", "application/json")
+                .body(body.to_string())
                 .send()
         };
         let refused = [
@@ -1032,7 +1039,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(resp.status(), 201);
-        let body: Value = resp.json().await.unwrap();
+        let body: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
         let token = body["token"].as_str().unwrap().to_owned();
         assert!(token.starts_with("ghs_"));
         assert_eq!(token.len(), 40);
@@ -1074,7 +1081,8 @@ mod tests {
                 .unwrap(),
             &jwt,
         )
-        .json(&json!({"repositories": ["widgets"], "permissions": {"contents": "read"}}))
+        .header("content-type", "application/json")
+        .body(json!({"repositories": ["widgets"], "permissions": {"contents": "read"}}).to_string())
         .send()
         .await
         .unwrap();

@@ -927,3 +927,724 @@ fn check_grant(
         .map_err(Rejection::ExcessPermissions)?;
     Ok((expires_at, granted))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{Clock as _, SystemClock};
+    use crate::dev::github_standin::{Fault, GithubStandIn, StandInConfig};
+    use serde_json::json;
+    use std::sync::OnceLock;
+    use std::time::Instant;
+
+    const APP_ID: &str = "12345";
+
+    /// One App key for all tests (generation is the slow part), with its PEM
+    /// for the canary test.
+    fn app_key() -> &'static (RsaSigningKey, String) {
+        static KEY: OnceLock<(RsaSigningKey, String)> = OnceLock::new();
+        KEY.get_or_init(|| RsaSigningKey::generate_pem().unwrap())
+    }
+
+    struct Fixture {
+        standin: GithubStandIn,
+        client: GithubClient,
+        permissions: Permissions,
+    }
+
+    async fn fixture_with(request_timeout: Duration, api_path: &str) -> Fixture {
+        let (key, _) = app_key();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let standin = GithubStandIn::spawn(
+            listener,
+            StandInConfig {
+                app_id: APP_ID.into(),
+                app_public_key: key.public_jwk(),
+                installations: vec![
+                    ("acme/widgets".into(), 42, 1001),
+                    ("acme/gadgets".into(), 42, 1002),
+                    ("other/thing".into(), 7, 2001),
+                ],
+            },
+        )
+        .await
+        .unwrap();
+        let client = GithubClient::new(GithubSettings {
+            api_url: standin.url().join(api_path).unwrap(),
+            app_id: APP_ID.into(),
+            key: key.clone(),
+            connect_timeout: Duration::from_secs(2),
+            request_timeout,
+        })
+        .unwrap();
+        Fixture {
+            standin,
+            client,
+            permissions: Permissions::parse([("contents", "read"), ("issues", "write")]).unwrap(),
+        }
+    }
+
+    async fn fixture() -> Fixture {
+        fixture_with(Duration::from_secs(5), "").await
+    }
+
+    /// The stand-in judges App JWTs by the real clock, so tests pass real time.
+    fn now() -> OffsetDateTime {
+        SystemClock.now()
+    }
+
+    impl Fixture {
+        fn request(&self) -> MintRequest<'_> {
+            MintRequest {
+                owner: "acme",
+                repo: "widgets",
+                repository_id: None,
+                permissions: &self.permissions,
+            }
+        }
+
+        fn paths(&self) -> Vec<String> {
+            self.standin
+                .requests()
+                .iter()
+                .map(|r| format!("{} {}", r.method, r.path))
+                .collect()
+        }
+    }
+
+    #[tokio::test]
+    async fn github_mint_success_sends_scoped_body() {
+        let f = fixture().await;
+        let now = now();
+        let minted = f.client.mint(&f.request(), now).await.unwrap();
+
+        assert_eq!(
+            f.paths(),
+            vec![
+                "GET /repos/acme/widgets/installation",
+                "POST /app/installations/42/access_tokens"
+            ]
+        );
+        let requests = f.standin.requests();
+        assert_eq!(
+            requests[1].body,
+            Some(json!({
+                "repositories": ["widgets"],
+                "permissions": {"contents": "read", "issues": "write"}
+            }))
+        );
+        let issued = f.standin.issued_tokens();
+        assert_eq!(issued.len(), 1);
+        assert_eq!(minted.token.expose_secret(), issued[0].token);
+        assert!(!issued[0].revoked);
+        assert_eq!(minted.installation_id, 42);
+        assert_eq!(minted.repositories, vec!["acme/widgets".to_owned()]);
+        assert_eq!(
+            minted.permissions,
+            BTreeMap::from([
+                ("contents".to_owned(), "read".to_owned()),
+                ("issues".to_owned(), "write".to_owned()),
+                ("metadata".to_owned(), "read".to_owned()),
+            ])
+        );
+        assert!(minted.expires_at > now + time::Duration::minutes(50));
+        assert_eq!(minted.token.sha256_hex().len(), 64);
+    }
+
+    #[tokio::test]
+    async fn github_mint_by_repository_id() {
+        let f = fixture().await;
+        let req = MintRequest {
+            repository_id: Some(1001),
+            ..f.request()
+        };
+        let minted = f.client.mint(&req, now()).await.unwrap();
+        assert_eq!(
+            f.standin.requests()[1].body,
+            Some(json!({
+                "repository_ids": [1001],
+                "permissions": {"contents": "read", "issues": "write"}
+            }))
+        );
+        assert_eq!(minted.repositories, vec!["acme/widgets".to_owned()]);
+    }
+
+    #[tokio::test]
+    async fn github_mint_under_ghes_path_prefix() {
+        let f = fixture_with(Duration::from_secs(5), "api/v3").await;
+        f.client.mint(&f.request(), now()).await.unwrap();
+        assert_eq!(
+            f.paths(),
+            vec![
+                "GET /api/v3/repos/acme/widgets/installation",
+                "POST /api/v3/app/installations/42/access_tokens"
+            ]
+        );
+        // A trailing slash on the API root changes nothing.
+        let f = fixture_with(Duration::from_secs(5), "api/v3/").await;
+        f.client.mint(&f.request(), now()).await.unwrap();
+        assert_eq!(f.paths()[0], "GET /api/v3/repos/acme/widgets/installation");
+    }
+
+    #[tokio::test]
+    async fn github_app_jwt_reused_across_mints_and_installation_cached() {
+        let f = fixture().await;
+        let t0 = now();
+        f.client.mint(&f.request(), t0).await.unwrap();
+        assert_eq!(f.standin.call_count(), 2);
+        f.client
+            .mint(&f.request(), t0 + time::Duration::minutes(2))
+            .await
+            .unwrap();
+        f.client
+            .mint(&f.request(), t0 + time::Duration::minutes(5))
+            .await
+            .unwrap();
+        // Warm: one GitHub call per mint.
+        assert_eq!(f.standin.call_count(), 4);
+        let bearers: Vec<_> = f
+            .standin
+            .requests()
+            .into_iter()
+            .map(|r| r.bearer.unwrap())
+            .collect();
+        assert!(bearers.iter().all(|b| b == &bearers[0]), "one App JWT");
+        // The cache key is case-insensitive, like GitHub's names.
+        let upper = MintRequest {
+            owner: "ACME",
+            repo: "Widgets",
+            ..f.request()
+        };
+        f.client
+            .mint(&upper, t0 + time::Duration::minutes(6))
+            .await
+            .unwrap();
+        assert_eq!(f.standin.call_count(), 5);
+    }
+
+    #[tokio::test]
+    async fn github_installation_cache_expires() {
+        let f = fixture().await;
+        // The stand-in judges JWTs by the real clock, so rather than mint at
+        // a past `now`, seed the cache with an entry fetched 11 minutes ago.
+        let t0 = now() - time::Duration::minutes(11);
+        lock(&f.client.inner.installations).insert(
+            "acme/widgets".into(),
+            CachedInstallation {
+                id: 42,
+                fetched_at: t0,
+            },
+        );
+        f.client.mint(&f.request(), now()).await.unwrap();
+        assert_eq!(
+            f.paths(),
+            vec![
+                "GET /repos/acme/widgets/installation",
+                "POST /app/installations/42/access_tokens"
+            ]
+        );
+    }
+
+    #[test]
+    fn github_app_jwt_claims_and_refresh_schedule() {
+        let (key, _) = app_key();
+        let client = GithubClient::new(GithubSettings {
+            api_url: Url::parse("https://api.github.com").unwrap(),
+            app_id: APP_ID.into(),
+            key: key.clone(),
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(1),
+        })
+        .unwrap();
+        let t0 = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let first = client.app_jwt(t0).unwrap();
+        let payload = first.expose_secret().split('.').nth(1).unwrap();
+        let claims: Value = serde_json::from_slice(
+            &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            claims,
+            json!({"iat": 1_800_000_000 - 60, "exp": 1_800_000_000 + 540, "iss": APP_ID})
+        );
+        let at = |secs| t0 + time::Duration::seconds(secs);
+        let same = |s: &SecretString| s.expose_secret() == first.expose_secret();
+        assert!(same(&client.app_jwt(at(1)).unwrap()));
+        assert!(same(&client.app_jwt(at(479)).unwrap()));
+        // Within a minute of exp: re-signed (about every 8 minutes).
+        let second = client.app_jwt(at(480)).unwrap();
+        assert!(!same(&second));
+        // A clock that jumped back before iat also forces a new JWT.
+        let third = client.app_jwt(at(480 - 120)).unwrap();
+        assert_ne!(third.expose_secret(), second.expose_secret());
+    }
+
+    #[tokio::test]
+    async fn github_retries_once_on_500_then_succeeds() {
+        let f = fixture().await;
+        f.standin.set_fault(Fault::Status {
+            status: 500,
+            times: 1,
+        });
+        f.client.mint(&f.request(), now()).await.unwrap();
+        assert_eq!(
+            f.paths(),
+            vec![
+                "GET /repos/acme/widgets/installation",
+                "GET /repos/acme/widgets/installation",
+                "POST /app/installations/42/access_tokens"
+            ]
+        );
+        // Two 5xx in a row: exactly one retry, then the error.
+        let f = fixture().await;
+        f.standin.set_fault(Fault::Status {
+            status: 502,
+            times: 5,
+        });
+        let err = f.client.mint(&f.request(), now()).await.unwrap_err();
+        assert_eq!(f.standin.call_count(), 2);
+        assert_eq!(
+            err.to_string(),
+            "GitHub repository-installation request failed with status 502"
+        );
+    }
+
+    #[tokio::test]
+    async fn github_no_retry_on_4xx() {
+        let f = fixture().await;
+        f.standin.set_fault(Fault::Status {
+            status: 403,
+            times: 5,
+        });
+        let err = f.client.mint(&f.request(), now()).await.unwrap_err();
+        assert_eq!(err.status(), Some(403));
+        assert_eq!(f.standin.call_count(), 1);
+        assert!(err
+            .to_string()
+            .starts_with("GitHub repository-installation request failed with status 403"));
+
+        let f = fixture().await;
+        let req = MintRequest {
+            repo: "unknown",
+            ..f.request()
+        };
+        let err = f.client.mint(&req, now()).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "GitHub repository-installation request failed with status 404; check that the GitHub App is installed on acme/unknown"
+        );
+        assert_eq!(f.standin.call_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn github_mint_refusal_invalidates_installation_cache() {
+        for status in [401u16, 403, 404] {
+            let f = fixture().await;
+            f.client.mint(&f.request(), now()).await.unwrap();
+            f.standin.set_fault(Fault::TokenStatus { status, times: 1 });
+            let err = f.client.mint(&f.request(), now()).await.unwrap_err();
+            assert!(
+                err.to_string().starts_with(&format!(
+                    "GitHub installation-token request failed with status {status}"
+                )),
+                "{err}"
+            );
+            assert_eq!(f.standin.call_count(), 3, "no retry on {status}");
+            f.client.mint(&f.request(), now()).await.unwrap();
+            assert_eq!(
+                f.paths()[3..],
+                [
+                    "GET /repos/acme/widgets/installation",
+                    "POST /app/installations/42/access_tokens"
+                ],
+                "looked up again after {status}"
+            );
+        }
+        // A 422 (say, a permission the App lacks) keeps the cache.
+        let f = fixture().await;
+        f.client.mint(&f.request(), now()).await.unwrap();
+        f.standin.set_fault(Fault::TokenStatus {
+            status: 422,
+            times: 1,
+        });
+        let err = f.client.mint(&f.request(), now()).await.unwrap_err();
+        assert!(err
+            .to_string()
+            .contains("check that the GitHub App has the requested permissions"));
+        f.client.mint(&f.request(), now()).await.unwrap();
+        assert_eq!(f.standin.call_count(), 4);
+    }
+
+    #[tokio::test]
+    async fn github_rate_limit_is_reported() {
+        let f = fixture().await;
+        f.standin.set_fault(Fault::Status {
+            status: 429,
+            times: 1,
+        });
+        let err = f.client.mint(&f.request(), now()).await.unwrap_err();
+        assert!(matches!(err, GithubError::RateLimited { status: 429, .. }));
+        assert_eq!(f.standin.call_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn github_timeout_is_bounded_and_retried_once() {
+        let f = fixture_with(Duration::from_millis(300), "").await;
+        f.standin.set_fault(Fault::Delay(Duration::from_secs(5)));
+        let started = Instant::now();
+        let err = f.client.mint(&f.request(), now()).await.unwrap_err();
+        let elapsed = started.elapsed();
+        assert!(
+            matches!(
+                err,
+                GithubError::Timeout {
+                    call: Call::RepositoryInstallation,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(elapsed < Duration::from_millis(1500), "{elapsed:?}");
+        assert!(elapsed >= Duration::from_millis(600), "{elapsed:?}");
+        assert_eq!(f.standin.call_count(), 2);
+    }
+
+    #[tokio::test]
+    async fn github_connection_failure_retried_once() {
+        // A port nothing listens on.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let (key, _) = app_key();
+        let client = GithubClient::new(GithubSettings {
+            api_url: Url::parse(&format!("http://{addr}")).unwrap(),
+            app_id: APP_ID.into(),
+            key: key.clone(),
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(1),
+        })
+        .unwrap();
+        let p = Permissions::parse([("contents", "read")]).unwrap();
+        let started = Instant::now();
+        let err = client
+            .mint(
+                &MintRequest {
+                    owner: "acme",
+                    repo: "widgets",
+                    repository_id: None,
+                    permissions: &p,
+                },
+                now(),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, GithubError::Transport { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "GitHub repository-installation request failed"
+        );
+        assert!(started.elapsed() >= RETRY_DELAY, "retried after the pause");
+    }
+
+    #[tokio::test]
+    async fn github_body_cap_enforced() {
+        for fault in [Fault::OversizedBody, Fault::OversizedChunkedBody] {
+            let f = fixture().await;
+            f.standin.set_fault(fault.clone());
+            let err = f.client.mint(&f.request(), now()).await.unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    GithubError::BodyTooLarge {
+                        call: Call::RepositoryInstallation
+                    }
+                ),
+                "{fault:?}: {err:?}"
+            );
+            assert_eq!(
+                err.to_string(),
+                "GitHub repository-installation response exceeded the 1 MiB limit"
+            );
+            assert_eq!(f.standin.call_count(), 1, "{fault:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn github_redirect_not_followed() {
+        let f = fixture().await;
+        let elsewhere = f
+            .standin
+            .url()
+            .join("repos/other/thing/installation")
+            .unwrap();
+        f.standin.set_fault(Fault::Redirect(elsewhere.to_string()));
+        let err = f.client.mint(&f.request(), now()).await.unwrap_err();
+        assert_eq!(err.status(), Some(307));
+        assert!(err.to_string().contains("does not follow"));
+        assert_eq!(f.standin.call_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn github_malformed_json_is_an_error_without_body() {
+        let f = fixture().await;
+        f.standin.set_fault(Fault::MalformedJson);
+        let err = f.client.mint(&f.request(), now()).await.unwrap_err();
+        assert!(
+            matches!(err, GithubError::MalformedResponse { .. }),
+            "{err:?}"
+        );
+        assert!(!err.to_string().contains("ghs_"));
+    }
+
+    #[tokio::test]
+    async fn github_refused_grants_are_revoked() {
+        let cases: [(Fault, Option<u64>, &str); 8] = [
+            (Fault::GrantExtraPermission, None, "granted more than was requested: GitHub granted `administration: write`, which was not requested"),
+            (Fault::WrongRepository, None, "listed 1 repositories that are not exactly acme/widgets"),
+            (Fault::WrongRepositoryId, Some(1001), "listed 1 repositories that are not exactly acme/widgets"),
+            (Fault::ExtraRepository, None, "listed 2 repositories that are not exactly acme/widgets"),
+            (Fault::AllRepositories, None, "granted access to all of the installation's repositories instead of only acme/widgets"),
+            (Fault::ExpiredToken, None, "included an expiration that is not in the future"),
+            (Fault::OmitExpiration, None, "did not include an expiration"),
+            (Fault::OmitPermissions, None, "did not include the granted permissions"),
+        ];
+        for (fault, repository_id, reason) in cases {
+            let f = fixture().await;
+            f.standin.set_fault(fault.clone());
+            let req = MintRequest {
+                repository_id,
+                ..f.request()
+            };
+            let err = f.client.mint(&req, now()).await.unwrap_err();
+            let message = err.to_string();
+            assert!(
+                message.starts_with(&format!("GitHub installation-token response {reason}")),
+                "{fault:?}: {message}"
+            );
+            assert!(message.ends_with("; the token was revoked"), "{message}");
+            assert!(matches!(err, GithubError::Rejected { revoked: true, .. }));
+            let issued = f.standin.issued_tokens();
+            assert_eq!(issued.len(), 1);
+            assert!(issued[0].revoked, "{fault:?}");
+            let last = f.standin.requests().pop().unwrap();
+            assert_eq!(
+                (last.method.as_str(), last.path.as_str()),
+                ("DELETE", "/installation/token")
+            );
+            assert_eq!(last.bearer.as_deref(), Some(issued[0].token.as_str()));
+            assert!(!message.contains(&issued[0].token));
+        }
+    }
+
+    #[tokio::test]
+    async fn github_empty_token_is_an_error() {
+        let f = fixture().await;
+        f.standin.set_fault(Fault::EmptyToken);
+        let err = f.client.mint(&f.request(), now()).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "GitHub installation-token response did not include a token"
+        );
+        assert_eq!(f.standin.call_count(), 2, "nothing to revoke");
+    }
+
+    #[tokio::test]
+    async fn github_revocation_failure_is_reported() {
+        let f = fixture().await;
+        f.standin.set_fault(Fault::GrantExtraPermissionUnrevocable);
+        let err = f.client.mint(&f.request(), now()).await.unwrap_err();
+        assert!(matches!(err, GithubError::Rejected { revoked: false, .. }));
+        assert!(err
+            .to_string()
+            .ends_with("; revoking the token also failed, so it stays valid until it expires"));
+        // The revocation was retried once (500), then given up.
+        assert_eq!(f.standin.call_count(), 4);
+        f.standin.set_fault(Fault::None);
+        let unknown = InstallationToken::new("ghs_not_a_token_the_standin_issued");
+        let err = f.client.revoke(&unknown).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "GitHub token-revocation request failed with status 401; the token is unknown, expired or already revoked"
+        );
+    }
+
+    #[tokio::test]
+    async fn github_revoke_roundtrip() {
+        let f = fixture().await;
+        let minted = f.client.mint(&f.request(), now()).await.unwrap();
+        f.client.revoke(&minted.token).await.unwrap();
+        assert!(f.standin.issued_tokens()[0].revoked);
+        let last = f.standin.requests().pop().unwrap();
+        assert_eq!(last.bearer.as_deref(), Some(minted.token.expose_secret()));
+    }
+
+    #[tokio::test]
+    async fn github_invalid_names_make_no_call() {
+        let f = fixture().await;
+        for (owner, repo) in [
+            ("acme", ".."),
+            ("..", "widgets"),
+            (".", "widgets"),
+            ("acme", "wid/gets"),
+            ("acme", "wid%2Fgets"),
+            ("acme", "widgets?x=1"),
+            ("", "widgets"),
+            ("acme", "w i"),
+            ("ácme", "widgets"),
+        ] {
+            let req = MintRequest {
+                owner,
+                repo,
+                ..f.request()
+            };
+            let err = f.client.mint(&req, now()).await.unwrap_err();
+            assert!(
+                matches!(err, GithubError::InvalidRepository { .. }),
+                "{owner}/{repo}"
+            );
+        }
+        assert_eq!(f.standin.call_count(), 0);
+    }
+
+    #[test]
+    fn github_settings_are_checked() {
+        let (key, _) = app_key();
+        let settings = |url: &str, app_id: &str| GithubSettings {
+            api_url: Url::parse(url).unwrap(),
+            app_id: app_id.into(),
+            key: key.clone(),
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(1),
+        };
+        for url in [
+            "ftp://example.com",
+            "https://user:pw@example.com",
+            "https://example.com/?q=1",
+            "https://example.com/#x",
+            "mailto:x@example.com",
+        ] {
+            assert!(GithubClient::new(settings(url, APP_ID)).is_err(), "{url}");
+        }
+        assert!(GithubClient::new(settings("https://api.github.com", " ")).is_err());
+        assert!(GithubClient::new(settings("https://ghe.example/api/v3", "Iv23abc")).is_ok());
+        let mut zero = settings("https://api.github.com", APP_ID);
+        zero.request_timeout = Duration::ZERO;
+        assert!(GithubClient::new(zero).is_err());
+    }
+
+    #[tokio::test]
+    async fn github_debug_redacts() {
+        let f = fixture().await;
+        let minted = f.client.mint(&f.request(), now()).await.unwrap();
+        let token = minted.token.expose_secret().to_owned();
+        let jwt = f.standin.requests()[0].bearer.clone().unwrap();
+        let (_, pem) = app_key();
+        let pem_body = &pem[40..120];
+        for shown in [
+            format!("{:?}", f.client),
+            format!("{:?}", minted),
+            format!("{:?}", minted.token),
+            format!("{}", minted.token),
+            format!("{:?}", f.standin.requests()),
+            format!("{:?}", f.standin.issued_tokens()),
+        ] {
+            assert!(!shown.contains(&token), "{shown}");
+            assert!(!shown.contains(&jwt), "{shown}");
+            assert!(!shown.contains(pem_body), "{shown}");
+        }
+        assert_eq!(format!("{}", minted.token), "[REDACTED]");
+        assert!(format!("{:?}", minted.token).contains("REDACTED"));
+    }
+
+    /// Collects every log line, at every level and from every crate, so the
+    /// canary test sees what an operator's log would.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            lock(&self.0).extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn github_canary_secrets_never_reach_errors_or_logs() {
+        let captured = Captured::default();
+        let sink = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || sink.clone())
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+
+        let f = fixture_with(Duration::from_millis(300), "").await;
+        let mut errors = Vec::new();
+        let mut tokens = Vec::new();
+        // Success, then every failure path that holds a token or a JWT.
+        tokens.push(f.client.mint(&f.request(), now()).await.unwrap().token);
+        for fault in [
+            Fault::GrantExtraPermission,
+            Fault::WrongRepository,
+            Fault::AllRepositories,
+            Fault::ExpiredToken,
+            Fault::OmitPermissions,
+            Fault::TokenStatus {
+                status: 500,
+                times: 2,
+            },
+            Fault::TokenStatus {
+                status: 403,
+                times: 1,
+            },
+            Fault::MalformedJson,
+            Fault::Delay(Duration::from_secs(2)),
+            Fault::OversizedBody,
+        ] {
+            f.standin.set_fault(fault);
+            errors.push(f.client.mint(&f.request(), now()).await.unwrap_err());
+        }
+        // A failed revocation logs a warning.
+        f.standin.set_fault(Fault::GrantExtraPermissionUnrevocable);
+        errors.push(f.client.mint(&f.request(), now()).await.unwrap_err());
+        f.standin.set_fault(Fault::None);
+        for t in &tokens {
+            f.client.revoke(t).await.unwrap();
+            errors.push(f.client.revoke(t).await.unwrap_err());
+        }
+
+        let (_, pem) = app_key();
+        let mut canaries: Vec<String> = f
+            .standin
+            .requests()
+            .into_iter()
+            .filter_map(|r| r.bearer)
+            .collect();
+        canaries.extend(f.standin.issued_tokens().into_iter().map(|t| t.token));
+        canaries.extend(tokens.iter().map(|t| t.expose_secret().to_owned()));
+        canaries.extend(
+            pem.lines()
+                .filter(|l| !l.starts_with("-----"))
+                .map(str::to_owned),
+        );
+        assert!(canaries.len() > 20);
+
+        let mut text = String::from_utf8(lock(&captured.0).clone()).unwrap();
+        assert!(text.contains("retrying once"), "the capture works: {text}");
+        for e in &errors {
+            let mut source: Option<&dyn std::error::Error> = Some(e);
+            while let Some(s) = source {
+                text.push_str(&format!("{s}\n{s:?}\n"));
+                source = s.source();
+            }
+        }
+        for canary in &canaries {
+            assert!(!text.contains(canary.as_str()), "leaked: {canary}");
+        }
+    }
+}
