@@ -672,7 +672,7 @@ impl GithubClient {
                     Ok(()) => true,
                     Err(error) => {
                         tracing::warn!(
-                            error = %error,
+                            error = %ErrorChain(&error),
                             token_sha256 = %token.sha256_hex(),
                             "revoke a refused GitHub installation token"
                         );
@@ -722,7 +722,11 @@ impl GithubClient {
             }
             match self.attempt(call, request, repo).await {
                 Err(error) if !retried && error.is_retryable() => {
-                    tracing::warn!(%call, error = %error, "GitHub request failed; retrying once");
+                    tracing::warn!(
+                        %call,
+                        error = %ErrorChain(&error),
+                        "GitHub request failed; retrying once"
+                    );
                     retried = true;
                     tokio::time::sleep(RETRY_DELAY).await;
                 }
@@ -772,6 +776,22 @@ impl GithubClient {
         } else {
             GithubError::Transport { call, source }
         }
+    }
+}
+
+/// Displays an error with its causes (`a: b: c`) for log lines. Causes here
+/// are transport errors (which name the URL, never headers or bodies).
+struct ErrorChain<'a>(&'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
     }
 }
 
