@@ -1,5 +1,10 @@
 //! GitHub App client: App JWT, installation lookup, token minting and revocation, and the check of what GitHub granted.
 
+mod client;
 mod permissions;
 
+pub use client::{
+    Call, GithubClient, GithubError, GithubSettings, InstallationToken, MintRequest, MintedToken,
+    Rejection,
+};
 pub use permissions::{Level, PermissionError, Permissions};
