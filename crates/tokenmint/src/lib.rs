@@ -13,9 +13,11 @@
 //! - [`http`]: the axum router shared by the server and the Lambda, and the one place errors map to statuses.
 //! - [`dev`]: the local OIDC issuer and GitHub API stand-in behind `tokenmint dev` and the tests.
 //! - [`keys`]: RSA signing keys and compact JWS signing.
+//! - [`client`]: the CI-side client behind `tokenmint exchange`.
 //! - [`clock`]: the one place that reads the wall clock.
 
 pub mod audit;
+pub mod client;
 pub mod clock;
 pub mod config;
 pub mod dev;

@@ -2,3 +2,9 @@
 
 pub mod github_standin;
 pub mod issuer;
+mod stack;
+
+pub use stack::{
+    DevStack, DevStackError, DevStackOptions, DEV_APP_ID, DEV_AUDIENCE, DEV_INSTALLATION_ID,
+    DEV_REPOSITORY, DEV_REPOSITORY_ID,
+};

@@ -1,1 +1,453 @@
-//! exchange (in progress)
+//! The one function that runs an exchange: check the request, verify the token, authorize against the broker, mint, audit.
+//!
+//! # Steps of [`Service::exchange`]
+//!
+//! 1. The request shape: broker name syntax, an empty body, a well-formed
+//!    `Authorization: Bearer` header (400), or no token at all (401).
+//! 2. The token, by [`crate::oidc::Verifier`] (401; 503 when the issuer's
+//!    keys are unreachable and none are cached).
+//! 3. The broker: it must exist, accept the token's issuer, and its trust
+//!    policy must allow the claims. Unknown brokers and policy denials are
+//!    indistinguishable to the caller (403).
+//! 4. Minting, with the broker's fixed repository and permissions (502 when
+//!    GitHub refuses or fails).
+//! 5. The audit row. Every outcome writes one; if an *allow* row cannot be
+//!    written, the minted token is revoked and the caller gets 503: no token
+//!    leaves without its audit record.
+
+use crate::audit::{
+    AuditClaims, AuditError, AuditGrant, AuditLog, AuditRecord, Decision as AuditDecision,
+};
+use crate::clock::Clock;
+use crate::config::{is_valid_name, Broker, Config};
+use crate::github::{
+    GithubClient, GithubError, GithubSettings, InstallationToken, MintRequest, Permissions,
+};
+use crate::oidc::{claim_text, Rejection, VerifiedClaims, Verifier, VerifyError};
+use crate::policy::Decision;
+use serde_json::{Map, Value};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use time::OffsetDateTime;
+
+/// Connect timeout for GitHub API calls.
+pub const GITHUB_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Total timeout for one GitHub API call.
+pub const GITHUB_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why an exchange did not produce a token. [`crate::http`] maps each
+/// variant to a status and code; nothing else does.
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeError {
+    /// The request itself is malformed (400).
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// No token was presented (401).
+    #[error("missing bearer token; send Authorization: Bearer <OIDC token>")]
+    MissingToken,
+    /// The token failed verification (401), or its issuer's keys are unreachable (503).
+    #[error("{0}")]
+    InvalidToken(VerifyError),
+    /// Unknown broker, wrong issuer, or the trust policy said no (403). The
+    /// reason is precise; whether the caller sees it is the HTTP layer's call.
+    #[error("{reason}")]
+    AccessDenied {
+        /// The precise reason, for the audit log.
+        reason: String,
+    },
+    /// GitHub refused or failed (502).
+    #[error("{0}")]
+    Upstream(#[from] GithubError),
+    /// The audit store could not record the decision (503).
+    #[error("the audit store is unavailable, so no token was issued; retry shortly")]
+    AuditUnavailable(#[source] AuditError),
+}
+
+/// What the HTTP layer hands over: the raw request pieces, unparsed.
+#[derive(Debug, Clone)]
+pub struct ExchangeRequest {
+    /// A fresh id for this request.
+    pub request_id: String,
+    /// The broker name from the path, unvalidated.
+    pub broker: String,
+    /// The raw `Authorization` header values (all of them).
+    pub authorization: Vec<Vec<u8>>,
+    /// Whether the request carried any body bytes.
+    pub body_is_empty: bool,
+    /// The peer address, if known.
+    pub client_addr: Option<String>,
+    /// The `User-Agent`, if any.
+    pub user_agent: Option<String>,
+}
+
+/// A minted credential, ready to return.
+#[derive(Debug)]
+pub struct Grant {
+    /// The installation token. Redacted in `Debug`.
+    pub token: InstallationToken,
+    /// When GitHub expires it.
+    pub expires_at: OffsetDateTime,
+    /// `["owner/repo"]`, from the broker's configuration.
+    pub repositories: Vec<String>,
+    /// The broker's configured permissions.
+    pub permissions: Permissions,
+    /// The broker's name.
+    pub broker: String,
+}
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The audit store did not open.
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    /// The GitHub client could not be built.
+    #[error(transparent)]
+    Github(#[from] GithubError),
+    /// The HTTP client for issuers could not be built.
+    #[error("build the issuer HTTP client: {0}")]
+    Oidc(#[from] crate::oidc::FetchError),
+}
+
+/// Everything an exchange needs, built once at start.
+#[derive(Debug)]
+pub struct Service {
+    config: Arc<Config>,
+    verifier: Verifier,
+    github: GithubClient,
+    audit: AuditLog,
+    clock: Arc<dyn Clock>,
+}
+
+impl Service {
+    /// Opens the audit store and builds the clients for `config`.
+    pub async fn start(config: Arc<Config>, clock: Arc<dyn Clock>) -> Result<Self, StartError> {
+        let audit = AuditLog::open(&config.audit.database, "main").await?;
+        let github = GithubClient::new(GithubSettings {
+            api_url: config.github.api_url.clone(),
+            app_id: config.github.app_id.clone(),
+            key: config.github.key.clone(),
+            connect_timeout: GITHUB_CONNECT_TIMEOUT,
+            request_timeout: GITHUB_REQUEST_TIMEOUT,
+        })?;
+        let verifier = Verifier::new(&config.issuers)?;
+        Ok(Self {
+            config,
+            verifier,
+            github,
+            audit,
+            clock,
+        })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The audit log.
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
+    }
+
+    /// The token verifier (for cache status).
+    pub fn verifier(&self) -> &Verifier {
+        &self.verifier
+    }
+
+    /// The clock requests read `now` from.
+    pub fn clock(&self) -> &dyn Clock {
+        self.clock.as_ref()
+    }
+
+    /// Runs one exchange at `now`. Every call writes exactly one audit row.
+    pub async fn exchange(
+        &self,
+        req: &ExchangeRequest,
+        now: OffsetDateTime,
+    ) -> Result<Grant, ExchangeError> {
+        let started = Instant::now();
+        let mut record = AuditRecord {
+            time: now,
+            request_id: req.request_id.clone(),
+            broker: printable(&req.broker, 64),
+            decision: AuditDecision::Deny,
+            status: 0,
+            code: None,
+            reason: String::new(),
+            issuer: None,
+            subject: None,
+            audience: Vec::new(),
+            claims: AuditClaims::default(),
+            client_addr: req.client_addr.clone(),
+            user_agent: req.user_agent.as_deref().map(|ua| printable(ua, 256)),
+            grant: None,
+            latency_us: 0,
+        };
+
+        let outcome = self.decide(req, now, &mut record).await;
+        match outcome {
+            Ok((broker, minted)) => {
+                record.decision = AuditDecision::Allow;
+                record.status = 200;
+                record.reason = format!("allowed by broker {:?}", broker.name);
+                record.grant = Some(AuditGrant {
+                    token_sha256: minted.token.sha256_hex(),
+                    expires_at: minted.expires_at,
+                    installation_id: minted.installation_id,
+                    repositories: minted.repositories.clone(),
+                    permissions: minted.permissions.clone(),
+                });
+                record.latency_us = elapsed_us(started);
+                if let Err(e) = self.audit.append(record).await {
+                    // Fail closed: the token must not outlive a missing record.
+                    tracing::error!(request_id = %req.request_id, error = %e, "audit write failed; revoking the minted token");
+                    if let Err(revoke) = self.github.revoke(&minted.token).await {
+                        tracing::error!(request_id = %req.request_id, error = %revoke, "revoking the unaudited token failed; it expires at {}", minted.expires_at);
+                    }
+                    return Err(ExchangeError::AuditUnavailable(e));
+                }
+                Ok(Grant {
+                    token: minted.token,
+                    expires_at: minted.expires_at,
+                    repositories: vec![broker.full_repository()],
+                    permissions: broker.permissions.clone(),
+                    broker: broker.name.clone(),
+                })
+            }
+            Err(err) => {
+                let (status, code) = crate::http::error_status(&err);
+                record.decision = if status.is_server_error() {
+                    AuditDecision::Error
+                } else {
+                    AuditDecision::Deny
+                };
+                record.status = status.as_u16();
+                record.code = Some(code.to_owned());
+                record.reason = err.to_string();
+                record.latency_us = elapsed_us(started);
+                tracing::info!(request_id = %req.request_id, broker = %record.broker, code, reason = %record.reason, "exchange refused");
+                if let Err(e) = self.audit.append(record).await {
+                    // The caller is refused either way; the missing row is the operator's problem.
+                    tracing::error!(request_id = %req.request_id, error = %e, "audit write failed for a refused request");
+                }
+                Err(err)
+            }
+        }
+    }
+
+    async fn decide(
+        &self,
+        req: &ExchangeRequest,
+        now: OffsetDateTime,
+        record: &mut AuditRecord,
+    ) -> Result<(Arc<Broker>, crate::github::MintedToken), ExchangeError> {
+        // 1. Request shape.
+        if !is_valid_name(&req.broker) {
+            return Err(ExchangeError::InvalidRequest(
+                "broker name must be 1 to 64 characters from A-Z, a-z, 0-9, '_', '.', '-'".into(),
+            ));
+        }
+        if !req.body_is_empty {
+            return Err(ExchangeError::InvalidRequest(
+                "the request body must be empty: a broker's scope is fixed by its configuration, not by the caller".into(),
+            ));
+        }
+        let token = bearer_token(&req.authorization)?;
+
+        // 2. Verify.
+        let claims = match self.verifier.verify(token, now).await {
+            Ok(claims) => claims,
+            Err(Rejection { error, signed }) => {
+                if let Some((issuer, claims)) = signed {
+                    fill_claims(record, &issuer, &claims);
+                }
+                return Err(ExchangeError::InvalidToken(error));
+            }
+        };
+        fill_claims(record, claims.issuer_name(), claims.as_map());
+
+        // 3. Authorize.
+        let broker = self.authorize(&req.broker, &claims)?;
+
+        // 4. Mint.
+        let minted = self
+            .github
+            .mint(
+                &MintRequest {
+                    owner: &broker.owner,
+                    repo: &broker.repo,
+                    repository_id: broker.repository_id,
+                    permissions: &broker.permissions,
+                },
+                now,
+            )
+            .await?;
+        Ok((broker, minted))
+    }
+
+    fn authorize(&self, name: &str, claims: &VerifiedClaims) -> Result<Arc<Broker>, ExchangeError> {
+        let broker = self
+            .config
+            .brokers
+            .get(name)
+            .ok_or_else(|| ExchangeError::AccessDenied {
+                reason: format!("unknown broker {name:?}"),
+            })?;
+        if broker.issuer != claims.issuer_name() {
+            return Err(ExchangeError::AccessDenied {
+                reason: format!(
+                    "broker {name:?} accepts tokens from issuer {:?}, not {:?}",
+                    broker.issuer,
+                    claims.issuer_name()
+                ),
+            });
+        }
+        match broker.policy.evaluate(claims) {
+            Decision::Allow => Ok(broker.clone()),
+            Decision::Deny(denial) => Err(ExchangeError::AccessDenied {
+                reason: denial.to_string(),
+            }),
+        }
+    }
+}
+
+/// Extracts the token from exactly one `Authorization: Bearer <token>` header.
+fn bearer_token(values: &[Vec<u8>]) -> Result<&str, ExchangeError> {
+    let bad =
+        |m: &str| ExchangeError::InvalidRequest(format!("malformed Authorization header: {m}"));
+    let value = match values {
+        [] => return Err(ExchangeError::MissingToken),
+        [one] => one,
+        _ => return Err(bad("send exactly one Authorization header")),
+    };
+    let value = std::str::from_utf8(value).map_err(|_| bad("not ASCII"))?;
+    let (scheme, token) = value
+        .split_once(' ')
+        .ok_or_else(|| bad("expected \"Bearer <token>\""))?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(bad("expected the Bearer scheme"));
+    }
+    // RFC 6750 b64token: 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+    let body = token.trim_end_matches('=');
+    if body.is_empty()
+        || !body.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
+    {
+        return Err(bad(
+            "the token is not a bearer token (one space after Bearer, then base64url text)",
+        ));
+    }
+    Ok(token)
+}
+
+/// The claims the audit log keeps, as text.
+fn fill_claims(record: &mut AuditRecord, issuer: &str, claims: &Map<String, Value>) {
+    let text = |name: &str| {
+        claims
+            .get(name)
+            .and_then(claim_text)
+            .map(|t| printable(&t, 512))
+    };
+    record.issuer = Some(issuer.to_owned());
+    record.subject = text("sub");
+    record.audience = match claims.get("aud") {
+        Some(Value::String(s)) => vec![printable(s, 256)],
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .map(|s| printable(s, 256))
+            .collect(),
+        _ => Vec::new(),
+    };
+    record.claims = AuditClaims {
+        repository: text("repository"),
+        repository_id: text("repository_id"),
+        repository_owner_id: text("repository_owner_id"),
+        git_ref: text("ref"),
+        environment: text("environment"),
+        workflow_ref: text("workflow_ref"),
+        job_workflow_ref: text("job_workflow_ref"),
+        run_id: text("run_id"),
+        run_attempt: text("run_attempt"),
+        actor: text("actor"),
+        event_name: text("event_name"),
+        jti: text("jti"),
+    };
+}
+
+/// Caller-controlled text made safe for logs: control characters escaped,
+/// length bounded at a char boundary.
+pub(crate) fn printable(s: &str, max: usize) -> String {
+    let mut out = String::with_capacity(s.len().min(max) + 8);
+    for c in s.chars() {
+        if out.len() >= max {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn elapsed_us(started: Instant) -> u64 {
+    u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hv(s: &str) -> Vec<Vec<u8>> {
+        vec![s.as_bytes().to_vec()]
+    }
+
+    #[test]
+    fn bearer_header_rules() {
+        assert!(matches!(
+            bearer_token(&[]),
+            Err(ExchangeError::MissingToken)
+        ));
+        assert_eq!(bearer_token(&hv("Bearer a.b.c")).unwrap(), "a.b.c");
+        assert_eq!(bearer_token(&hv("bearer a.b.c")).unwrap(), "a.b.c");
+        for bad in [
+            "Basic abc",
+            "Bearer",
+            "Bearer ",
+            "Bearer  a.b.c",
+            "Bearer a b",
+            "Bearer a\"b",
+            "Token a.b.c",
+            "Bearer ===",
+        ] {
+            assert!(
+                matches!(
+                    bearer_token(&hv(bad)),
+                    Err(ExchangeError::InvalidRequest(_))
+                ),
+                "{bad}"
+            );
+        }
+        let two = vec![b"Bearer a".to_vec(), b"Bearer b".to_vec()];
+        assert!(matches!(
+            bearer_token(&two),
+            Err(ExchangeError::InvalidRequest(_))
+        ));
+        assert!(matches!(
+            bearer_token(&[vec![0xff, 0xfe]]),
+            Err(ExchangeError::InvalidRequest(_))
+        ));
+    }
+
+    #[test]
+    fn printable_escapes_and_bounds() {
+        assert_eq!(printable("a\nb", 10), "a\\nb");
+        assert_eq!(printable("abcdef", 3), "abc…");
+        assert_eq!(printable("ééé", 3), "éé…");
+    }
+}

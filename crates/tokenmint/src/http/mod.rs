@@ -1,1 +1,261 @@
-//! http (in progress)
+//! The axum router shared by `tokenmint serve` and the Lambda adapter, and the one place errors become HTTP statuses.
+//!
+//! # Endpoints
+//!
+//! - `POST /v1/brokers/{name}/token`: exchange (see [`crate::exchange`]).
+//! - `GET /healthz`: the process is up.
+//! - `GET /readyz`: config is loaded and the audit store answers.
+//!
+//! Errors are `{"error": CODE, "message": "...", "request_id": "..."}`.
+
+use crate::exchange::{ExchangeError, ExchangeRequest, Grant, Service};
+use crate::oidc::VerifyError;
+use axum::body::Body;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Serialize;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use time::format_description::well_known::Rfc3339;
+
+/// Request bodies are read up to this many bytes, only to tell whether one
+/// was sent (any body is refused).
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Maps an exchange error to its status and code. This is the only place
+/// that decides HTTP statuses for errors.
+pub fn error_status(err: &ExchangeError) -> (StatusCode, &'static str) {
+    match err {
+        ExchangeError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+        ExchangeError::MissingToken => (StatusCode::UNAUTHORIZED, "invalid_token"),
+        ExchangeError::InvalidToken(VerifyError::KeysUnavailable { .. }) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+        }
+        ExchangeError::InvalidToken(_) => (StatusCode::UNAUTHORIZED, "invalid_token"),
+        ExchangeError::AccessDenied { .. } => (StatusCode::FORBIDDEN, "access_denied"),
+        ExchangeError::Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream_error"),
+        ExchangeError::AuditUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+    }
+}
+
+/// The message the caller sees. Denials are generic unless
+/// `explain_denials` is on; the precise reason is always in the audit log.
+fn error_message(err: &ExchangeError, explain_denials: bool) -> String {
+    match err {
+        ExchangeError::AccessDenied { reason } if explain_denials => {
+            format!("not authorized to use this broker: {reason}")
+        }
+        ExchangeError::AccessDenied { .. } => {
+            "not authorized to use this broker (unknown broker, or its trust policy does not match the token); the operator can see why in the audit log".to_owned()
+        }
+        ExchangeError::InvalidToken(VerifyError::KeysUnavailable { .. }) => {
+            "the token issuer's signing keys cannot be fetched right now; retry shortly".to_owned()
+        }
+        other => other.to_string(),
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    message: String,
+    request_id: &'a str,
+}
+
+#[derive(Serialize)]
+struct TokenBody<'a> {
+    token: &'a str,
+    expires_at: String,
+    repositories: &'a [String],
+    permissions: &'a crate::github::Permissions,
+    broker: &'a str,
+    request_id: &'a str,
+}
+
+/// Builds the router. The caller decides how to serve it (TCP listener,
+/// Lambda); the peer address is read from `ConnectInfo` when present.
+pub fn router(service: Arc<Service>) -> Router {
+    Router::new()
+        .route("/v1/brokers/{name}/token", post(token))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(service)
+}
+
+fn new_request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn json_error(status: StatusCode, code: &str, message: String, request_id: &str) -> Response {
+    let mut resp = (
+        status,
+        Json(ErrorBody {
+            error: code,
+            message,
+            request_id,
+        }),
+    )
+        .into_response();
+    let headers = resp.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        headers.insert("x-request-id", v);
+    }
+    resp
+}
+
+async fn token(
+    State(service): State<Arc<Service>>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    request: axum::extract::Request,
+) -> Response {
+    let request_id = new_request_id();
+    let client_addr = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.to_string());
+    let body_is_empty = body_is_empty(&headers, request.into_body()).await;
+    let broker = match path {
+        Ok(Path(name)) => name,
+        // Undecodable path segments fall through as an invalid name.
+        Err(_) => String::from("\u{fffd}"),
+    };
+    let req = ExchangeRequest {
+        request_id: request_id.clone(),
+        broker,
+        authorization: headers
+            .get_all(header::AUTHORIZATION)
+            .iter()
+            .map(|v| v.as_bytes().to_vec())
+            .collect(),
+        body_is_empty,
+        client_addr,
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+    };
+    let now = service.clock().now();
+    match service.exchange(&req, now).await {
+        Ok(grant) => grant_response(&grant, &request_id),
+        Err(err) => {
+            let (status, code) = error_status(&err);
+            let message = error_message(&err, service.config().server.explain_denials);
+            let mut resp = json_error(status, code, message, &request_id);
+            if status == StatusCode::UNAUTHORIZED {
+                resp.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                );
+            }
+            resp
+        }
+    }
+}
+
+fn grant_response(grant: &Grant, request_id: &str) -> Response {
+    let expires_at = grant
+        .expires_at
+        .format(&Rfc3339)
+        .unwrap_or_else(|_| grant.expires_at.unix_timestamp().to_string());
+    let body = TokenBody {
+        token: grant.token.expose_secret(),
+        expires_at,
+        repositories: &grant.repositories,
+        permissions: &grant.permissions,
+        broker: &grant.broker,
+        request_id,
+    };
+    let mut resp = (StatusCode::OK, Json(body)).into_response();
+    let headers = resp.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        headers.insert("x-request-id", v);
+    }
+    resp
+}
+
+/// Whether the request had no body. Any byte, `{}` included, counts as a body.
+async fn body_is_empty(headers: &HeaderMap, body: Body) -> bool {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > 0) {
+        return false;
+    }
+    match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(bytes) => bytes.is_empty(),
+        // Too large or broken: certainly not an empty body.
+        Err(_) => false,
+    }
+}
+
+async fn healthz() -> Response {
+    (
+        StatusCode::OK,
+        [(header::CACHE_CONTROL, "no-store")],
+        "ok\n",
+    )
+        .into_response()
+}
+
+async fn readyz(State(service): State<Arc<Service>>) -> Response {
+    match service.audit().ping().await {
+        Ok(()) => (
+            StatusCode::OK,
+            [(header::CACHE_CONTROL, "no-store")],
+            "ready\n",
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check: audit store unavailable");
+            json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the audit store is not answering".to_owned(),
+                &new_request_id(),
+            )
+        }
+    }
+}
+
+async fn not_found() -> Response {
+    json_error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such endpoint; tokens are minted by POST /v1/brokers/{name}/token".to_owned(),
+        &new_request_id(),
+    )
+}
+
+async fn method_not_allowed() -> Response {
+    json_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed; use POST for /v1/brokers/{name}/token and GET for /healthz and /readyz".to_owned(),
+        &new_request_id(),
+    )
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then drains
+/// in-flight requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}

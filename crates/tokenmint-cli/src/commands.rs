@@ -1,0 +1,331 @@
+//! Subcommands: argument shapes and the glue from each to the library. No decisions live here.
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use tokenmint::audit::{AuditLog, Decision, ListFilter};
+use tokenmint::client::{self, IdTokenSource, OutputTarget};
+use tokenmint::clock::SystemClock;
+use tokenmint::config::Config;
+use tokenmint::dev::{DevStack, DevStackOptions};
+use tokenmint::exchange::Service;
+
+/// Exchange CI OIDC tokens for short-lived, deploy-time-scoped credentials.
+#[derive(Debug, Parser)]
+#[command(name = "tokenmint", version, about)]
+pub(crate) struct Cli {
+    /// Log format for server commands.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the HTTP API.
+    Serve(ConfigArg),
+    /// Validate a config file without serving.
+    CheckConfig(ConfigArg),
+    /// Run a complete local stack: a dev OIDC issuer, a GitHub API stand-in, and tokenmint.
+    Dev(DevArgs),
+    /// CI side: get this job's OIDC token, exchange it at a broker, and hand over the token.
+    Exchange(ExchangeArgs),
+    /// Inspect the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Args)]
+struct ConfigArg {
+    /// The config file.
+    #[arg(long, short, default_value = "tokenmint.toml")]
+    config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct DevArgs {
+    /// tokenmint's address (loopback only).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Where to write the generated config, App key and audit database.
+    #[arg(long, default_value = ".tokenmint-dev")]
+    dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct ExchangeArgs {
+    /// tokenmint's base URL.
+    #[arg(long)]
+    url: url::Url,
+    /// The broker to use.
+    #[arg(long)]
+    broker: String,
+    /// Audience to request for the OIDC token.
+    #[arg(long, default_value = "tokenmint")]
+    audience: String,
+    /// Read the OIDC token from this file instead of GitHub Actions' token service.
+    #[arg(long)]
+    id_token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain; exit 1 and name the row on any tampering.
+    Verify(ConfigArg),
+    /// Show audit rows, newest last.
+    List(ListArgs),
+}
+
+#[derive(Debug, Args)]
+struct ListArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Only this broker.
+    #[arg(long)]
+    broker: Option<String>,
+    /// Only this decision.
+    #[arg(long, value_enum)]
+    decision: Option<DecisionArg>,
+    /// Only rows at or after this RFC 3339 time.
+    #[arg(long)]
+    since: Option<String>,
+    /// At most this many rows.
+    #[arg(long)]
+    limit: Option<u32>,
+    /// One JSON object per line.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum DecisionArg {
+    Allow,
+    Deny,
+    Error,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TOKENMINT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve(args) => {
+            init_logging(cli.log_format);
+            let config = Arc::new(Config::load(&args.config)?);
+            let listen = config.server.listen;
+            let service = Arc::new(Service::start(config, Arc::new(SystemClock)).await?);
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("bind {listen}; change [server] listen"))?;
+            tracing::info!(addr = %listen, "tokenmint serving");
+            tokenmint::http::serve(
+                listener,
+                tokenmint::http::router(service),
+                shutdown_signal(),
+            )
+            .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig(args) => {
+            let config = Config::load(&args.config)?;
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
+                "{}: OK ({} issuer(s), {} broker(s))",
+                args.config.display(),
+                config.issuers.len(),
+                config.brokers.len()
+            )?;
+            for b in config.brokers.values() {
+                let perms: Vec<String> = b
+                    .permissions
+                    .iter()
+                    .map(|(k, v)| format!("{k}: {v}"))
+                    .collect();
+                writeln!(
+                    out,
+                    "  broker {} -> {} [{}]",
+                    b.name,
+                    b.full_repository(),
+                    perms.join(", ")
+                )?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dev(args) => {
+            init_logging(cli.log_format);
+            let stack = DevStack::start(DevStackOptions {
+                listen: args.listen,
+                dir: args.dir,
+            })
+            .await?;
+            let mut out = std::io::stdout().lock();
+            write!(out, "{}", stack.banner())?;
+            out.flush()?;
+            drop(out);
+            stack.serve(shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Exchange(args) => exchange(args).await,
+        Command::Audit(AuditCommand::Verify(args)) => {
+            let config = Config::load(&args.config)?;
+            let log = AuditLog::open(&config.audit.database, "main").await?;
+            let report = log.verify().await?;
+            let mut out = std::io::stdout().lock();
+            for chain in &report.chains {
+                writeln!(
+                    out,
+                    "chain {}: {} row(s), head #{} {}",
+                    chain.chain_id, chain.rows, chain.head_seq, chain.head_hash
+                )?;
+            }
+            if report.problems.is_empty() {
+                writeln!(out, "audit log OK")?;
+                Ok(ExitCode::SUCCESS)
+            } else {
+                for p in &report.problems {
+                    writeln!(out, "TAMPERED: {p}")?;
+                }
+                Ok(ExitCode::from(1))
+            }
+        }
+        Command::Audit(AuditCommand::List(args)) => list(args).await,
+    }
+}
+
+async fn exchange(args: ExchangeArgs) -> anyhow::Result<ExitCode> {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let source = match (args.id_token_file, env("ACTIONS_ID_TOKEN_REQUEST_URL"), env("ACTIONS_ID_TOKEN_REQUEST_TOKEN")) {
+        (Some(file), _, _) => IdTokenSource::File(file),
+        (None, Some(request_url), Some(token)) => IdTokenSource::Actions {
+            request_url,
+            request_token: token.into(),
+        },
+        _ => anyhow::bail!(
+            "no OIDC token source: in GitHub Actions grant `permissions: id-token: write` (which sets ACTIONS_ID_TOKEN_REQUEST_URL and ACTIONS_ID_TOKEN_REQUEST_TOKEN), or pass --id-token-file"
+        ),
+    };
+    let id_token = client::fetch_id_token(&source, &args.audience).await?;
+    let response = match client::call_broker(&args.url, &args.broker, &id_token).await {
+        Ok(r) => r,
+        Err(e @ client::ClientError::Refused { .. }) => {
+            eprintln!("tokenmint: {e}");
+            return Ok(ExitCode::from(1));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let github_output = env("GITHUB_OUTPUT").map(PathBuf::from);
+    let target = OutputTarget {
+        github_actions: env("GITHUB_ACTIONS").as_deref() == Some("true"),
+        github_output: github_output.as_deref(),
+    };
+    client::emit(&response, &target, &mut std::io::stdout().lock())?;
+    eprintln!(
+        "tokenmint: got a token for {} from broker {} (expires {}, request {})",
+        response.repositories.join(", "),
+        response.broker,
+        response.expires_at,
+        response.request_id
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
+    let config = Config::load(&args.config.config)?;
+    let since = args
+        .since
+        .as_deref()
+        .map(|s| time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339))
+        .transpose()
+        .context("--since must be an RFC 3339 time, e.g. 2026-11-23T00:00:00Z")?;
+    let log = AuditLog::open(&config.audit.database, "main").await?;
+    let rows = log
+        .list(&ListFilter {
+            broker: args.broker,
+            decision: args.decision.map(|d| match d {
+                DecisionArg::Allow => Decision::Allow,
+                DecisionArg::Deny => Decision::Deny,
+                DecisionArg::Error => Decision::Error,
+            }),
+            since,
+            limit: args.limit,
+        })
+        .await?;
+    let mut out = std::io::stdout().lock();
+    for row in rows {
+        if args.json {
+            let mut value = serde_json::to_value(&row.record)?;
+            if let Some(obj) = value.as_object_mut() {
+                obj.insert("chain_id".into(), row.chain_id.clone().into());
+                obj.insert("seq".into(), row.seq.into());
+                obj.insert("hash".into(), row.hash.clone().into());
+            }
+            writeln!(out, "{value}")?;
+        } else {
+            let r = &row.record;
+            let time = r
+                .time
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default();
+            writeln!(
+                out,
+                "{}#{} {} {:<5} {} {} sub={} {}",
+                row.chain_id,
+                row.seq,
+                time,
+                format!("{:?}", r.decision).to_lowercase(),
+                r.status,
+                r.broker,
+                r.subject.as_deref().unwrap_or("-"),
+                r.reason
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,630 @@
+//! End-to-end tests of the HTTP API: the real router and server on loopback, against the local OIDC issuer and the GitHub API stand-in.
+//!
+//! The service runs on a [`FixedClock`] set to the real time at start, and
+//! tokens are minted relative to it, so tests can move time (key rotation,
+//! cache expiry) without sleeping.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use time::Duration as TimeDelta;
+use tokenmint::audit::{AuditLog, Decision, ListFilter};
+use tokenmint::clock::{Clock, FixedClock, SystemClock};
+use tokenmint::config::Config;
+use tokenmint::dev::github_standin::{Fault, GithubStandIn, StandInConfig};
+use tokenmint::dev::issuer::{DevIssuer, IssuerConfig, JwksMode};
+use tokenmint::exchange::Service;
+use tokenmint::keys::RsaSigningKey;
+
+const AUD: &str = "tokenmint";
+
+struct Harness {
+    issuer: DevIssuer,
+    github: GithubStandIn,
+    clock: Arc<FixedClock>,
+    base: String,
+    client: reqwest::Client,
+    dir: tempfile::TempDir,
+    app_pem: String,
+    db_url: String,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+const BROKERS: &str = r#"
+[[broker]]
+name = "widgets-read"
+issuer = "dev"
+repository = "acme/widgets"
+permissions = { contents = "read", issues = "write" }
+[broker.claims]
+repository_owner_id = "987654321"
+repository_id = "123456789"
+sub = ["repo:acme/app:ref:refs/heads/main", "repo:acme/app:environment:prod"]
+job_workflow_ref = { like = "acme/app/.github/workflows/*@refs/heads/main" }
+ref = { matches = "refs/heads/(main|release/.*)" }
+
+[[broker]]
+name = "widgets-pinned"
+issuer = "dev"
+repository = "acme/widgets"
+repository_id = "56789"
+permissions = { contents = "write" }
+[broker.claims]
+repository_id = "123456789"
+"#;
+
+impl Harness {
+    async fn start() -> Self {
+        Self::with(false).await
+    }
+
+    async fn with(explain_denials: bool) -> Self {
+        let bind = || tokio::net::TcpListener::bind("127.0.0.1:0");
+        let issuer = DevIssuer::spawn(bind().await.unwrap(), IssuerConfig::new("request-token"))
+            .await
+            .unwrap();
+        let (app_key, app_pem) = RsaSigningKey::generate_pem().unwrap();
+        let github = GithubStandIn::spawn(
+            bind().await.unwrap(),
+            StandInConfig {
+                app_id: "1".into(),
+                app_public_key: app_key.public_jwk(),
+                installations: vec![("acme/widgets".into(), 4242, 56789)],
+            },
+        )
+        .await
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("app.pem"), &app_pem).unwrap();
+        let listener = bind().await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let config = format!(
+            r#"
+[server]
+listen = "{addr}"
+explain_denials = {explain_denials}
+[audit]
+database = "sqlite://audit.db"
+[github]
+api_url = "{github}"
+app_id = "1"
+private_key_file = "app.pem"
+[[issuer]]
+name = "dev"
+url = "{issuer}"
+audiences = ["{AUD}"]
+{BROKERS}
+"#,
+            github = github.url(),
+            issuer = issuer.issuer_url()
+        );
+        let path = dir.path().join("tokenmint.toml");
+        std::fs::write(&path, config).unwrap();
+        let config = Arc::new(Config::load(&path).unwrap());
+        let db_url = config.audit.database.clone();
+        let clock = Arc::new(FixedClock::new(SystemClock.now()));
+        let service = Arc::new(Service::start(config, clock.clone()).await.unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(tokenmint::http::serve(
+            listener,
+            tokenmint::http::router(service),
+            async {
+                let _ = rx.await;
+            },
+        ));
+        Self {
+            issuer,
+            github,
+            clock,
+            base: format!("http://{addr}"),
+            client: reqwest::Client::new(),
+            dir,
+            app_pem,
+            db_url,
+            _shutdown: tx,
+        }
+    }
+
+    /// A token valid at the service's current time, with claim overrides.
+    fn token(&self, overrides: Value) -> String {
+        let t = self.clock.now().unix_timestamp();
+        let mut claims = json!({"iat": t, "nbf": t, "exp": t + 300});
+        if let (Some(c), Value::Object(o)) = (claims.as_object_mut(), overrides) {
+            c.extend(o);
+        }
+        self.issuer.mint(AUD, claims).unwrap()
+    }
+
+    fn advance(&self, seconds: i64) {
+        self.clock
+            .set(self.clock.now() + TimeDelta::seconds(seconds));
+    }
+
+    async fn post(
+        &self,
+        broker: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> (u16, Value, reqwest::header::HeaderMap) {
+        let mut req = self
+            .client
+            .post(format!("{}/v1/brokers/{broker}/token", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.body(b.to_owned());
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body =
+            serde_json::from_slice::<Value>(&resp.bytes().await.unwrap()).unwrap_or(Value::Null);
+        (status, body, headers)
+    }
+
+    async fn exchange(&self, broker: &str, overrides: Value) -> (u16, Value) {
+        let token = self.token(overrides);
+        let (s, b, _) = self.post(broker, Some(&token), None).await;
+        (s, b)
+    }
+
+    async fn audit(&self) -> AuditLog {
+        AuditLog::open(&self.db_url, "inspect").await.unwrap()
+    }
+
+    async fn rows(&self) -> Vec<tokenmint::audit::StoredRecord> {
+        let mut rows = self
+            .audit()
+            .await
+            .list(&ListFilter {
+                limit: Some(1000),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        rows.sort_by_key(|r| r.seq);
+        rows
+    }
+
+    async fn sql(&self, statement: &str) {
+        use sqlx::Connection as _;
+        let mut conn = sqlx::SqliteConnection::connect(&self.db_url).await.unwrap();
+        sqlx::query(statement).execute(&mut conn).await.unwrap();
+    }
+}
+
+fn assert_error(status: u16, body: &Value, want_status: u16, want_code: &str) {
+    assert_eq!(status, want_status, "{body}");
+    assert_eq!(body["error"], want_code, "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    assert!(
+        body["request_id"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    assert!(body.get("token").is_none());
+}
+
+#[tokio::test]
+async fn success_mints_the_configured_scope_and_audits_only_a_hash() {
+    let h = Harness::start().await;
+    let token = h.token(json!({}));
+    let (status, body, headers) = h.post("widgets-read", Some(&token), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(headers["cache-control"], "no-store");
+    assert_eq!(body["repositories"], json!(["acme/widgets"]));
+    assert_eq!(
+        body["permissions"],
+        json!({"contents": "read", "issues": "write"})
+    );
+    assert_eq!(body["broker"], "widgets-read");
+    let minted = body["token"].as_str().unwrap();
+    time::OffsetDateTime::parse(
+        body["expires_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+
+    // GitHub was asked for exactly the configured scope.
+    let issued = h.github.issued_tokens();
+    assert_eq!(issued.len(), 1);
+    assert_eq!(issued[0].token, minted);
+    let mint_call = h
+        .github
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "POST")
+        .unwrap();
+    assert_eq!(mint_call.path, "/app/installations/4242/access_tokens");
+    assert_eq!(
+        mint_call.body.unwrap(),
+        json!({"repositories": ["widgets"], "permissions": {"contents": "read", "issues": "write"}})
+    );
+
+    // The audit row holds the hash, the claims, and never the token.
+    let rows = h.rows().await;
+    assert_eq!(rows.len(), 1);
+    let r = &rows[0].record;
+    assert_eq!(r.decision, Decision::Allow);
+    assert_eq!(
+        r.subject.as_deref(),
+        Some("repo:acme/app:ref:refs/heads/main")
+    );
+    assert_eq!(r.claims.repository.as_deref(), Some("acme/app"));
+    assert_eq!(r.request_id, body["request_id"].as_str().unwrap());
+    let grant = r.grant.as_ref().unwrap();
+    assert_eq!(
+        grant.token_sha256,
+        hex::encode(Sha256::digest(minted.as_bytes()))
+    );
+    assert_eq!(grant.installation_id, 4242);
+    for file in ["audit.db", "audit.db-wal"] {
+        let bytes = std::fs::read(h.dir.path().join(file)).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(!text.contains(minted), "token found in {file}");
+        assert!(!text.contains(&token), "OIDC token found in {file}");
+        assert!(
+            !text.contains(h.app_pem.lines().nth(1).unwrap()),
+            "App key found in {file}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn repository_id_pin_mints_by_id() {
+    let h = Harness::start().await;
+    let (status, body) = h.exchange("widgets-pinned", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let mint_call = h
+        .github
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "POST")
+        .unwrap();
+    assert_eq!(
+        mint_call.body.unwrap(),
+        json!({"repository_ids": [56789], "permissions": {"contents": "write"}})
+    );
+}
+
+#[tokio::test]
+async fn any_body_is_refused() {
+    let h = Harness::start().await;
+    for body in [
+        "{}",
+        " ",
+        "null",
+        "{\"permissions\":{\"administration\":\"write\"}}",
+    ] {
+        let token = h.token(json!({}));
+        let (status, resp, _) = h.post("widgets-read", Some(&token), Some(body)).await;
+        assert_error(status, &resp, 400, "invalid_request");
+        assert!(resp["message"]
+            .as_str()
+            .unwrap()
+            .contains("body must be empty"));
+    }
+    assert!(h.github.issued_tokens().is_empty());
+    assert_eq!(h.rows().await.len(), 4, "every refusal is audited");
+}
+
+#[tokio::test]
+async fn malformed_requests_are_400() {
+    let h = Harness::start().await;
+    let token = h.token(json!({}));
+    let (s, b, _) = h.post("bad%20name", Some(&token), None).await;
+    assert_error(s, &b, 400, "invalid_request");
+    let (s, b, _) = h.post(&"a".repeat(65), Some(&token), None).await;
+    assert_error(s, &b, 400, "invalid_request");
+    for auth in [
+        "Basic dXNlcjpwYXNz",
+        "Bearer",
+        &format!("Bearer  {token}"),
+        &format!("Token {token}"),
+    ] {
+        let resp = h
+            .client
+            .post(format!("{}/v1/brokers/widgets-read/token", h.base))
+            .header("authorization", auth)
+            .send()
+            .await
+            .unwrap();
+        let s = resp.status().as_u16();
+        let b: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+        assert_error(s, &b, 400, "invalid_request");
+    }
+    let resp = h
+        .client
+        .post(format!("{}/v1/brokers/widgets-read/token", h.base))
+        .header("authorization", format!("Bearer {token}"))
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+}
+
+#[tokio::test]
+async fn invalid_tokens_are_401_and_audited() {
+    let h = Harness::start().await;
+    let (s, b, headers) = h.post("widgets-read", None, None).await;
+    assert_error(s, &b, 401, "invalid_token");
+    assert!(headers["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .starts_with("Bearer"));
+
+    let t = h.clock.now().unix_timestamp();
+    let other_key = RsaSigningKey::generate().unwrap();
+    let forged = {
+        let good = h.token(json!({}));
+        let (input, _) = good.rsplit_once('.').unwrap();
+        let (_, sig) = other_key
+            .sign_jwt(&json!({}), false)
+            .unwrap()
+            .rsplit_once('.')
+            .map(|(a, b)| (a.to_owned(), b.to_owned()))
+            .unwrap();
+        format!("{input}.{sig}")
+    };
+    let cases: Vec<(&str, String)> = vec![
+        ("garbage", "not-a-jwt".into()),
+        (
+            "expired",
+            h.token(json!({"iat": t - 400, "nbf": t - 400, "exp": t - 100})),
+        ),
+        ("not yet valid", h.token(json!({"nbf": t + 600}))),
+        (
+            "issued in future",
+            h.token(json!({"iat": t + 600, "nbf": t, "exp": t + 900})),
+        ),
+        (
+            "too old",
+            h.token(json!({"iat": t - 1000, "nbf": t - 1000, "exp": t + 300})),
+        ),
+        (
+            "wrong audience",
+            h.issuer
+                .mint(
+                    "sts.amazonaws.com",
+                    json!({"iat": t, "nbf": t, "exp": t + 300}),
+                )
+                .unwrap(),
+        ),
+        (
+            "unknown issuer",
+            h.token(json!({"iss": "https://token.actions.githubusercontent.com"})),
+        ),
+        ("oversized", h.token(json!({"pad": "x".repeat(17 * 1024)}))),
+        ("bad signature", forged),
+        ("no sub", h.token(json!({"sub": null}))),
+    ];
+    for (name, token) in &cases {
+        let (s, b, _) = h.post("widgets-read", Some(token), None).await;
+        assert_error(s, &b, 401, "invalid_token");
+        eprintln!("{name}: {}", b["message"]);
+    }
+    assert!(h.github.issued_tokens().is_empty());
+    let rows = h.rows().await;
+    assert_eq!(rows.len(), cases.len() + 1);
+    assert!(rows
+        .iter()
+        .all(|r| r.record.decision == Decision::Deny && r.record.status == 401));
+    // Authentic claims are kept for late failures (here: the expired token).
+    let expired = &rows[2].record;
+    assert!(expired.reason.contains("expired"), "{}", expired.reason);
+    assert_eq!(expired.claims.repository.as_deref(), Some("acme/app"));
+}
+
+#[tokio::test]
+async fn unknown_broker_and_policy_denial_look_the_same() {
+    let h = Harness::start().await;
+    let (s1, b1) = h.exchange("no-such-broker", json!({})).await;
+    let (s2, b2) = h
+        .exchange(
+            "widgets-read",
+            json!({"sub": "repo:evil/x:ref:refs/heads/main"}),
+        )
+        .await;
+    assert_error(s1, &b1, 403, "access_denied");
+    assert_error(s2, &b2, 403, "access_denied");
+    assert_eq!(b1["message"], b2["message"]);
+    assert!(!b2["message"].as_str().unwrap().contains("evil"));
+    // The audit log has the precise reasons.
+    let rows = h.rows().await;
+    assert!(
+        rows[0].record.reason.contains("unknown broker"),
+        "{}",
+        rows[0].record.reason
+    );
+    assert!(
+        rows[1]
+            .record
+            .reason
+            .contains(r#"claim sub "repo:evil/x:ref:refs/heads/main" matched none of"#),
+        "{}",
+        rows[1].record.reason
+    );
+    assert!(h.github.issued_tokens().is_empty());
+}
+
+#[tokio::test]
+async fn explain_denials_says_which_condition_failed() {
+    let h = Harness::with(true).await;
+    let (s, b) = h
+        .exchange("widgets-read", json!({"ref": "refs/heads/dev"}))
+        .await;
+    assert_error(s, &b, 403, "access_denied");
+    assert!(b["message"].as_str().unwrap().contains("claim ref"), "{b}");
+}
+
+#[tokio::test]
+async fn each_policy_condition_is_enforced_over_http() {
+    let h = Harness::start().await;
+    for bad in [
+        json!({"repository_id": "1"}),
+        json!({"repository_owner_id": "1"}),
+        json!({"repository_owner_id": null}),
+        json!({"job_workflow_ref": "acme/app/.github/workflows/x.yml@refs/heads/dev"}),
+        json!({"ref": "refs/heads/mainline"}),
+    ] {
+        let (s, b) = h.exchange("widgets-read", bad.clone()).await;
+        assert_eq!(s, 403, "{bad}: {b}");
+    }
+    let (s, b) = h
+        .exchange("widgets-read", json!({"environment": "prod"}))
+        .await;
+    assert_eq!(s, 200, "environment sub is in the OR list: {b}");
+}
+
+#[tokio::test]
+async fn github_failures_are_502_without_leaking() {
+    let h = Harness::start().await;
+    h.github.set_fault(Fault::TokenStatus {
+        status: 403,
+        times: 1,
+    });
+    let (s, b) = h.exchange("widgets-read", json!({})).await;
+    assert_error(s, &b, 502, "upstream_error");
+
+    // A grant broader than requested is revoked and refused.
+    h.github.set_fault(Fault::GrantExtraPermission);
+    let (s, b) = h.exchange("widgets-read", json!({})).await;
+    assert_error(s, &b, 502, "upstream_error");
+    let issued = h.github.issued_tokens();
+    assert_eq!(issued.len(), 1);
+    assert!(issued[0].revoked, "over-broad token must be revoked");
+    assert!(!b.to_string().contains(&issued[0].token));
+
+    h.github.set_fault(Fault::MalformedJson);
+    let (s, b) = h.exchange("widgets-read", json!({})).await;
+    assert_error(s, &b, 502, "upstream_error");
+    let rows = h.rows().await;
+    assert!(rows
+        .iter()
+        .all(|r| r.record.decision == Decision::Error && r.record.status == 502));
+}
+
+#[tokio::test]
+async fn issuer_keys_unreachable_with_none_cached_is_503() {
+    let h = Harness::start().await;
+    h.issuer.set_jwks_mode(JwksMode::Down);
+    let (s, b) = h.exchange("widgets-read", json!({})).await;
+    assert_error(s, &b, 503, "unavailable");
+    // After the issuer recovers (and the cold retry interval passes) it works.
+    h.issuer.set_jwks_mode(JwksMode::Normal);
+    h.advance(6);
+    let (s, b) = h.exchange("widgets-read", json!({})).await;
+    assert_eq!(s, 200, "{b}");
+}
+
+#[tokio::test]
+async fn key_rotation_is_picked_up() {
+    let h = Harness::start().await;
+    assert_eq!(h.exchange("widgets-read", json!({})).await.0, 200);
+    h.issuer.rotate(false).unwrap();
+    h.advance(31);
+    let (s, b) = h.exchange("widgets-read", json!({})).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(h.issuer.jwks_fetch_count(), 2);
+}
+
+#[tokio::test]
+async fn audit_failure_revokes_the_token_and_recovers() {
+    let h = Harness::start().await;
+    assert_eq!(h.exchange("widgets-read", json!({})).await.0, 200);
+    h.sql("ALTER TABLE audit_log RENAME TO audit_log_away")
+        .await;
+    let (s, b) = h.exchange("widgets-read", json!({})).await;
+    assert_error(s, &b, 503, "unavailable");
+    let issued = h.github.issued_tokens();
+    assert_eq!(issued.len(), 2);
+    assert!(!issued[0].revoked);
+    assert!(
+        issued[1].revoked,
+        "a token without its audit row must be revoked"
+    );
+    let ready = h
+        .client
+        .get(format!("{}/readyz", h.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+
+    h.sql("ALTER TABLE audit_log_away RENAME TO audit_log")
+        .await;
+    let (s, b) = h.exchange("widgets-read", json!({})).await;
+    assert_eq!(s, 200, "recovers by itself: {b}");
+    let report = h.audit().await.verify().await.unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+}
+
+#[tokio::test]
+async fn tampering_is_detected_and_named() {
+    let h = Harness::start().await;
+    for _ in 0..3 {
+        assert_eq!(h.exchange("widgets-read", json!({})).await.0, 200);
+    }
+    assert!(h.audit().await.verify().await.unwrap().problems.is_empty());
+    h.sql("UPDATE audit_log SET record = replace(record, 'acme/app', 'acme/evil') WHERE seq = 2")
+        .await;
+    let report = h.audit().await.verify().await.unwrap();
+    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+    assert_eq!(report.problems[0].seq, 2);
+    assert!(
+        report.problems[0].to_string().contains("#2"),
+        "{}",
+        report.problems[0]
+    );
+}
+
+#[tokio::test]
+async fn concurrent_exchanges_cost_one_github_call_each_when_warm() {
+    let h = Arc::new(Harness::start().await);
+    assert_eq!(h.exchange("widgets-read", json!({})).await.0, 200);
+    let before = h.github.call_count();
+    let mut tasks = Vec::new();
+    for _ in 0..32 {
+        let h = h.clone();
+        tasks.push(tokio::spawn(async move {
+            h.exchange("widgets-read", json!({})).await.0
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    assert_eq!(
+        h.github.call_count() - before,
+        32,
+        "one GitHub call per exchange once caches are warm"
+    );
+    let report = h.audit().await.verify().await.unwrap();
+    assert_eq!(report.chains.iter().map(|c| c.rows).sum::<u64>(), 33);
+    assert!(report.problems.is_empty());
+}
+
+#[tokio::test]
+async fn health_methods_and_unknown_paths() {
+    let h = Harness::start().await;
+    let get = |p: &str| h.client.get(format!("{}{p}", h.base)).send();
+    assert_eq!(get("/healthz").await.unwrap().status(), 200);
+    assert_eq!(get("/readyz").await.unwrap().status(), 200);
+    let r = get("/v1/brokers/widgets-read/token").await.unwrap();
+    assert_eq!(r.status(), 405);
+    let r = h
+        .client
+        .put(format!("{}/v1/brokers/widgets-read/token", h.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(get("/nope").await.unwrap().status(), 404);
+    // Nothing of this reached the audit log: no broker decision was involved.
+    assert!(h.rows().await.is_empty());
+}
