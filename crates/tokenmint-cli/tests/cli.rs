@@ -1,0 +1,459 @@
+//! Tests of the real `tokenmint` binary: `dev`, `exchange`, `audit`, `check-config`, `@actions/core` compatibility, and that no secret reaches any output.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use sha2::{Digest, Sha256};
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tokenmint"))
+}
+
+/// A running `tokenmint dev`, with what it printed so far.
+struct Dev {
+    child: Child,
+    dir: tempfile::TempDir,
+    url: String,
+    request_url: String,
+    request_token: String,
+    stdout: String,
+    stderr: mpsc::Receiver<String>,
+}
+
+impl Dev {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = bin()
+            .args(["dev", "--listen", "127.0.0.1:0", "--dir"])
+            .arg(dir.path())
+            .env("TOKENMINT_LOG", "debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Drain stderr in the background so the child never blocks on it.
+        let mut err = child.stderr.take().unwrap();
+        let (tx, stderr) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err.read_to_string(&mut s);
+            let _ = tx.send(s);
+        });
+        let (line_tx, lines) = mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                if line_tx.send(line.unwrap_or_default()).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut stdout = String::new();
+        let quoted = |l: &str| l.split('\'').nth(1).unwrap_or_default().to_owned();
+        let (mut url, mut request_url, mut request_token) =
+            (String::new(), String::new(), String::new());
+        while url.is_empty() {
+            let line = lines
+                .recv_timeout(Duration::from_secs(60))
+                .unwrap_or_else(|_| {
+                    panic!("tokenmint dev printed no exchange command; stdout so far:\n{stdout}")
+                });
+            stdout.push_str(&line);
+            stdout.push('\n');
+            let t = line.trim();
+            if t.starts_with("export ACTIONS_ID_TOKEN_REQUEST_URL=") {
+                request_url = quoted(t);
+            } else if t.starts_with("export ACTIONS_ID_TOKEN_REQUEST_TOKEN=") {
+                request_token = quoted(t);
+            } else if let Some(rest) = t.strip_prefix("tokenmint exchange --url ") {
+                url = rest.split_whitespace().next().unwrap().to_owned();
+            }
+        }
+        assert!(
+            stdout.contains("LOCAL DEV STACK"),
+            "the stack must label itself:\n{stdout}"
+        );
+        assert!(stdout.contains("NOT GitHub"), "{stdout}");
+        Self {
+            child,
+            dir,
+            url,
+            request_url,
+            request_token,
+            stdout,
+            stderr,
+        }
+    }
+
+    fn config(&self) -> PathBuf {
+        self.dir.path().join("tokenmint.toml")
+    }
+
+    fn exchange(&self, broker: &str, extra_env: &[(&str, &Path)]) -> Output {
+        let mut cmd = bin();
+        cmd.args([
+            "exchange",
+            "--url",
+            &self.url,
+            "--broker",
+            broker,
+            "--audience",
+            "tokenmint",
+        ])
+        .env("ACTIONS_ID_TOKEN_REQUEST_URL", &self.request_url)
+        .env("ACTIONS_ID_TOKEN_REQUEST_TOKEN", &self.request_token)
+        .env_remove("GITHUB_ACTIONS")
+        .env_remove("GITHUB_OUTPUT");
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    }
+
+    fn audit(&self, args: &[&str]) -> Output {
+        bin()
+            .arg("audit")
+            .args(args)
+            .arg("--config")
+            .arg(self.config())
+            .output()
+            .unwrap()
+    }
+
+    /// Stops the stack with SIGTERM and returns what it printed: (stdout, stderr).
+    fn stop(mut self) -> (String, String) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "tokenmint dev did not exit on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let mut rest = String::new();
+        if let Some(mut out) = self.child.stdout.take() {
+            let _ = out.read_to_string(&mut rest);
+        }
+        let stderr = self
+            .stderr
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap_or_default();
+        (format!("{}{rest}", self.stdout), stderr)
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Asserts that no secret appears in `output`.
+fn assert_no_secrets(output: &str, tokens: &[String], pem: &str) {
+    for t in tokens {
+        assert!(
+            !output.contains(t.as_str()),
+            "an installation token leaked into output"
+        );
+    }
+    for line in pem.lines().filter(|l| !l.starts_with("-----")) {
+        assert!(
+            !output.contains(line),
+            "the App private key leaked into output"
+        );
+    }
+    assert!(
+        !output.contains("PRIVATE KEY"),
+        "PEM material leaked into output"
+    );
+    // Every JWT (App JWT, OIDC token) starts with a base64url JSON header.
+    assert!(!output.contains("eyJ"), "a JWT leaked into output");
+}
+
+#[test]
+fn dev_stack_exchange_audit_and_no_secret_in_output() {
+    let dev = Dev::start();
+    let pem = std::fs::read_to_string(dev.dir.path().join("github-app.pem")).unwrap();
+    let mut tokens = Vec::new();
+    let mut everything = String::new();
+
+    // Plain mode: the token alone on stdout.
+    let out = dev.exchange("widgets-read", &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let token = text(&out.stdout).trim().to_owned();
+    assert!(token.starts_with("ghs_"), "{token}");
+    assert_eq!(text(&out.stdout), format!("{token}\n"));
+    everything += &text(&out.stderr);
+    tokens.push(token);
+
+    // GitHub Actions mode: masked, handed over through GITHUB_OUTPUT only.
+    let output_file = dev.dir.path().join("github_output");
+    std::fs::write(&output_file, "").unwrap();
+    let out = dev.exchange(
+        "widgets-read",
+        &[
+            ("GITHUB_ACTIONS", Path::new("true")),
+            ("GITHUB_OUTPUT", &output_file),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let written = std::fs::read_to_string(&output_file).unwrap();
+    let token = written
+        .lines()
+        .find_map(|l| l.strip_prefix("token="))
+        .unwrap()
+        .to_owned();
+    assert_eq!(text(&out.stdout), format!("::add-mask::{token}\n"));
+    assert!(written.contains("expires_at="));
+    everything += &text(&out.stderr);
+    tokens.push(token);
+
+    // A refusal: exit 1, the reason on stderr, nothing on stdout.
+    let out = dev.exchange("no-such-broker", &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    assert!(
+        text(&out.stderr).contains("access_denied"),
+        "{}",
+        text(&out.stderr)
+    );
+    everything += &text(&out.stderr);
+
+    // The audit log: three rows, hashes of the tokens, verifiable.
+    let out = dev.audit(&["list", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let listing = text(&out.stdout);
+    let rows: Vec<serde_json::Value> = listing
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 3, "{listing}");
+    let hashes: Vec<&str> = rows
+        .iter()
+        .filter_map(|r| r["grant"]["token_sha256"].as_str())
+        .collect();
+    for t in &tokens {
+        assert!(hashes.contains(&hex::encode(Sha256::digest(t.as_bytes())).as_str()));
+    }
+    let out = dev.audit(&["list", "--decision", "deny"]);
+    assert_eq!(
+        text(&out.stdout).lines().count(),
+        1,
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        text(&out.stdout).contains("unknown broker"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = dev.audit(&["verify"]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(text(&out.stdout).contains("audit log OK"));
+    everything += &listing;
+
+    let request_token = dev.request_token.clone();
+    let (banner, logs) = dev.stop();
+    assert!(
+        logs.contains("exchange refused"),
+        "debug logs should be captured:\n{logs}"
+    );
+    // The banner prints the request token on purpose (for pasting); logs never do.
+    assert!(
+        !logs.contains(&request_token),
+        "the ID-token request token leaked into the logs"
+    );
+    everything += &banner;
+    everything += &logs;
+    assert_no_secrets(&everything, &tokens, &pem);
+}
+
+#[test]
+fn audit_verify_names_a_tampered_row() {
+    let dev = Dev::start();
+    for _ in 0..3 {
+        assert!(dev.exchange("widgets-read", &[]).status.success());
+    }
+    let db = format!(
+        "sqlite://{}",
+        dev.dir.path().join("tokenmint-audit.db").display()
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use sqlx::Connection as _;
+        let mut conn = sqlx::SqliteConnection::connect(&db).await.unwrap();
+        sqlx::query(
+            "UPDATE audit_log SET record = replace(record, '\"allow\"', '\"deny\"') WHERE seq = 2",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    });
+    let out = dev.audit(&["verify"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("main#2"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // Deleting a row is caught too.
+    rt.block_on(async {
+        use sqlx::Connection as _;
+        let mut conn = sqlx::SqliteConnection::connect(&db).await.unwrap();
+        sqlx::query("DELETE FROM audit_log WHERE seq = 2")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    });
+    let out = dev.audit(&["verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    dev.stop();
+}
+
+#[test]
+fn actions_core_get_id_token_works_unchanged() {
+    let pkg = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/actions-core");
+    if !pkg.join("node_modules/@actions/core").exists() {
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&pkg)
+            .status()
+            .expect("npm is needed for the @actions/core compatibility test (CI installs it)");
+        assert!(status.success(), "npm ci failed in {}", pkg.display());
+    }
+    let dev = Dev::start();
+    let id_token_file = dev.dir.path().join("id-token");
+    let out = Command::new("node")
+        .arg(pkg.join("get-id-token.mjs"))
+        .arg("tokenmint")
+        .arg(&id_token_file)
+        .env("ACTIONS_ID_TOKEN_REQUEST_URL", &dev.request_url)
+        .env("ACTIONS_ID_TOKEN_REQUEST_TOKEN", &dev.request_token)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "getIDToken failed: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let out = bin()
+        .args([
+            "exchange",
+            "--url",
+            &dev.url,
+            "--broker",
+            "widgets-read",
+            "--id-token-file",
+        ])
+        .arg(&id_token_file)
+        .env_remove("GITHUB_ACTIONS")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("ghs_"));
+
+    // A wrong request token is refused by the issuer, and getIDToken reports it.
+    let out = Command::new("node")
+        .arg(pkg.join("get-id-token.mjs"))
+        .arg("tokenmint")
+        .arg(&id_token_file)
+        .env("ACTIONS_ID_TOKEN_REQUEST_URL", &dev.request_url)
+        .env("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "wrong")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    dev.stop();
+}
+
+#[test]
+fn check_config_accepts_good_and_names_problems() {
+    let dev = Dev::start();
+    let out = bin()
+        .arg("check-config")
+        .arg("--config")
+        .arg(dev.config())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("broker widgets-read -> acme/widgets"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let bad = dev.dir.path().join("bad.toml");
+    let good = std::fs::read_to_string(dev.config()).unwrap();
+    std::fs::write(
+        &bad,
+        good.replace("issues = \"write\"", "issues = \"admin\""),
+    )
+    .unwrap();
+    let out = bin()
+        .arg("check-config")
+        .arg("--config")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("bad.toml")
+            && err.contains("[[broker]] \"widgets-read\"")
+            && err.contains("issues"),
+        "{err}"
+    );
+    dev.stop();
+}
+
+#[test]
+fn exchange_without_a_token_source_explains_what_to_do() {
+    let out = bin()
+        .args(["exchange", "--url", "http://127.0.0.1:1", "--broker", "b"])
+        .env_remove("ACTIONS_ID_TOKEN_REQUEST_URL")
+        .env_remove("ACTIONS_ID_TOKEN_REQUEST_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("id-token: write"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Plain http to a non-loopback host is refused before anything is sent.
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("t");
+    std::fs::write(&f, "a.b.c").unwrap();
+    let out = bin()
+        .args([
+            "exchange",
+            "--url",
+            "http://tokenmint.example.com",
+            "--broker",
+            "b",
+            "--id-token-file",
+        ])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("non-loopback"),
+        "{}",
+        text(&out.stderr)
+    );
+}
