@@ -107,19 +107,13 @@ fn http_client() -> Result<reqwest::Client, ClientError> {
         .map_err(|e| ClientError::Usage(format!("build HTTP client: {e}")))
 }
 
-async fn read_capped(mut resp: reqwest::Response) -> Result<Vec<u8>, String> {
-    let mut body = Vec::new();
-    while let Some(chunk) = resp
-        .chunk()
+async fn read_capped(resp: reqwest::Response) -> Result<bytes::Bytes, String> {
+    crate::net::read_capped(resp, MAX_RESPONSE_BYTES)
         .await
-        .map_err(|e| e.without_url().to_string())?
-    {
-        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-            return Err("response too large".into());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
+        .map_err(|e| match e {
+            crate::net::CappedReadError::TooLarge => "response too large".to_owned(),
+            crate::net::CappedReadError::Transport(e) => e.without_url().to_string(),
+        })
 }
 
 /// Gets the job's OIDC token for `audience`.

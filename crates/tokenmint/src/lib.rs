@@ -25,5 +25,6 @@ pub mod exchange;
 pub mod github;
 pub mod http;
 pub mod keys;
+mod net;
 pub mod oidc;
 pub mod policy;

@@ -741,30 +741,17 @@ impl GithubClient {
         request: reqwest::RequestBuilder,
         repo: &str,
     ) -> Result<Vec<u8>, GithubError> {
-        let mut response = request.send().await.map_err(|e| self.transport(call, e))?;
+        let response = request.send().await.map_err(|e| self.transport(call, e))?;
         let status = response.status();
         if !status.is_success() {
             // The body is dropped unread: it never reaches an error or a log.
             return Err(status_error(call, status, response.headers(), repo));
         }
-        if response
-            .content_length()
-            .is_some_and(|len| len > MAX_RESPONSE_BYTES as u64)
-        {
-            return Err(GithubError::BodyTooLarge { call });
+        match crate::net::read_capped(response, MAX_RESPONSE_BYTES).await {
+            Ok(body) => Ok(body.to_vec()),
+            Err(crate::net::CappedReadError::TooLarge) => Err(GithubError::BodyTooLarge { call }),
+            Err(crate::net::CappedReadError::Transport(e)) => Err(self.transport(call, e)),
         }
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| self.transport(call, e))?
-        {
-            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(GithubError::BodyTooLarge { call });
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body)
     }
 
     fn transport(&self, call: Call, source: reqwest::Error) -> GithubError {

@@ -1,6 +1,6 @@
 //! Bounded outbound HTTP GETs for discovery and JWKS: timeouts, a size cap, and redirects only within the same origin.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use std::time::Duration;
 use url::Url;
 
@@ -85,7 +85,7 @@ impl Fetcher {
             url: url.to_string(),
             reason: describe(&e),
         };
-        let mut resp = self
+        let resp = self
             .client
             .get(url.clone())
             .header(http::header::ACCEPT, "application/json")
@@ -99,30 +99,21 @@ impl Fetcher {
                 status: status.as_u16(),
             });
         }
-        if resp
-            .content_length()
-            .is_some_and(|n| n > MAX_BODY_BYTES as u64)
-        {
-            return Err(FetchError::TooLarge {
-                url: url.to_string(),
-            });
-        }
         let cache_control = resp
             .headers()
             .get(http::header::CACHE_CONTROL)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let mut body = BytesMut::new();
-        while let Some(chunk) = resp.chunk().await.map_err(transport)? {
-            if body.len() + chunk.len() > MAX_BODY_BYTES {
-                return Err(FetchError::TooLarge {
+        let body = crate::net::read_capped(resp, MAX_BODY_BYTES)
+            .await
+            .map_err(|e| match e {
+                crate::net::CappedReadError::TooLarge => FetchError::TooLarge {
                     url: url.to_string(),
-                });
-            }
-            body.extend_from_slice(&chunk);
-        }
+                },
+                crate::net::CappedReadError::Transport(e) => transport(e),
+            })?;
         Ok(Fetched {
-            body: body.freeze(),
+            body,
             cache_control,
         })
     }
