@@ -125,7 +125,7 @@ fn init_logging(format: LogFormat) {
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
-            .with_current_span(false)
+            .with_current_span(true)
             .init(),
         LogFormat::Text => builder.init(),
     }

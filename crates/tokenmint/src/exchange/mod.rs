@@ -29,6 +29,7 @@ use serde_json::{Map, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use time::OffsetDateTime;
+use tracing::Instrument as _;
 
 /// Connect timeout for GitHub API calls.
 pub const GITHUB_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -161,7 +162,17 @@ impl Service {
     }
 
     /// Runs one exchange at `now`. Every call writes exactly one audit row.
+    /// Log lines emitted meanwhile carry the request id and broker.
     pub async fn exchange(
+        &self,
+        req: &ExchangeRequest,
+        now: OffsetDateTime,
+    ) -> Result<Grant, ExchangeError> {
+        let span = tracing::info_span!("exchange", request_id = %req.request_id, broker = %printable(&req.broker, 64));
+        self.exchange_inner(req, now).instrument(span).await
+    }
+
+    async fn exchange_inner(
         &self,
         req: &ExchangeRequest,
         now: OffsetDateTime,
@@ -188,11 +199,12 @@ impl Service {
         let outcome = self.decide(req, now, &mut record).await;
         match outcome {
             Ok((broker, minted)) => {
+                let token_sha256 = minted.token.sha256_hex();
                 record.decision = AuditDecision::Allow;
                 record.status = 200;
                 record.reason = format!("allowed by broker {:?}", broker.name);
                 record.grant = Some(AuditGrant {
-                    token_sha256: minted.token.sha256_hex(),
+                    token_sha256: token_sha256.clone(),
                     expires_at: minted.expires_at,
                     installation_id: minted.installation_id,
                     repositories: minted.repositories.clone(),
@@ -201,12 +213,19 @@ impl Service {
                 record.latency_us = elapsed_us(started);
                 if let Err(e) = self.audit.append(record).await {
                     // Fail closed: the token must not outlive a missing record.
-                    tracing::error!(request_id = %req.request_id, error = %e, "audit write failed; revoking the minted token");
+                    tracing::error!(error = %e, "audit write failed; revoking the minted token");
                     if let Err(revoke) = self.github.revoke(&minted.token).await {
-                        tracing::error!(request_id = %req.request_id, error = %revoke, "revoking the unaudited token failed; it expires at {}", minted.expires_at);
+                        tracing::error!(error = %revoke, "revoking the unaudited token failed; it expires at {}", minted.expires_at);
                     }
                     return Err(ExchangeError::AuditUnavailable(e));
                 }
+                tracing::info!(
+                    %token_sha256,
+                    expires_at = %minted.expires_at,
+                    installation_id = minted.installation_id,
+                    latency_us = elapsed_us(started),
+                    "minted installation token"
+                );
                 Ok(Grant {
                     token: minted.token,
                     expires_at: minted.expires_at,
@@ -226,10 +245,10 @@ impl Service {
                 record.code = Some(code.to_owned());
                 record.reason = err.to_string();
                 record.latency_us = elapsed_us(started);
-                tracing::info!(request_id = %req.request_id, broker = %record.broker, code, reason = %record.reason, "exchange refused");
+                tracing::info!(code, status = record.status, reason = %record.reason, "exchange refused");
                 if let Err(e) = self.audit.append(record).await {
                     // The caller is refused either way; the missing row is the operator's problem.
-                    tracing::error!(request_id = %req.request_id, error = %e, "audit write failed for a refused request");
+                    tracing::error!(error = %e, "audit write failed for a refused request");
                 }
                 Err(err)
             }
