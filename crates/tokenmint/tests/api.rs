@@ -16,7 +16,9 @@ use tokenmint::config::Config;
 use tokenmint::dev::github_standin::{Fault, GithubStandIn, StandInConfig};
 use tokenmint::dev::issuer::{DevIssuer, IssuerConfig, JwksMode};
 use tokenmint::exchange::Service;
+use tokenmint::http::ServeOptions;
 use tokenmint::keys::RsaSigningKey;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 const AUD: &str = "tokenmint";
 
@@ -29,7 +31,8 @@ struct Harness {
     dir: tempfile::TempDir,
     app_pem: String,
     db_url: String,
-    _shutdown: tokio::sync::oneshot::Sender<()>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 const BROKERS: &str = r#"
@@ -44,6 +47,14 @@ repository_id = "123456789"
 sub = ["repo:acme/app:ref:refs/heads/main", "repo:acme/app:environment:prod"]
 job_workflow_ref = { like = "acme/app/.github/workflows/*@refs/heads/main" }
 ref = { matches = "refs/heads/(main|release/.*)" }
+
+[[broker]]
+name = "widgets-other-issuer"
+issuer = "other"
+repository = "acme/widgets"
+permissions = { contents = "read" }
+[broker.claims]
+repository_id = "123456789"
 
 [[broker]]
 name = "widgets-pinned"
@@ -61,6 +72,10 @@ impl Harness {
     }
 
     async fn with(explain_denials: bool) -> Self {
+        Self::with_options(explain_denials, ServeOptions::default()).await
+    }
+
+    async fn with_options(explain_denials: bool, options: ServeOptions) -> Self {
         let bind = || tokio::net::TcpListener::bind("127.0.0.1:0");
         let issuer = DevIssuer::spawn(bind().await.unwrap(), IssuerConfig::new("request-token"))
             .await
@@ -95,6 +110,10 @@ private_key_file = "app.pem"
 name = "dev"
 url = "{issuer}"
 audiences = ["{AUD}"]
+[[issuer]]
+name = "other"
+url = "https://other-issuer.example"
+audiences = ["{AUD}"]
 {BROKERS}
 "#,
             github = github.url(),
@@ -107,12 +126,13 @@ audiences = ["{AUD}"]
         let clock = Arc::new(FixedClock::new(SystemClock.now()));
         let service = Arc::new(Service::start(config, clock.clone()).await.unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(tokenmint::http::serve(
+        let server = tokio::spawn(tokenmint::http::serve_with(
             listener,
             tokenmint::http::router(service),
             async {
                 let _ = rx.await;
             },
+            options,
         ));
         Self {
             issuer,
@@ -123,7 +143,8 @@ audiences = ["{AUD}"]
             dir,
             app_pem,
             db_url,
-            _shutdown: tx,
+            shutdown: Some(tx),
+            server,
         }
     }
 
@@ -454,6 +475,24 @@ async fn unknown_broker_and_policy_denial_look_the_same() {
 }
 
 #[tokio::test]
+async fn a_broker_only_accepts_its_own_issuer() {
+    let h = Harness::start().await;
+    // The token satisfies the broker's claim conditions, but comes from another issuer.
+    let (s, b) = h.exchange("widgets-other-issuer", json!({})).await;
+    assert_error(s, &b, 403, "access_denied");
+    let rows = h.rows().await;
+    assert!(
+        rows[0]
+            .record
+            .reason
+            .contains(r#"accepts tokens from issuer "other", not "dev""#),
+        "{}",
+        rows[0].record.reason
+    );
+    assert!(h.github.issued_tokens().is_empty());
+}
+
+#[tokio::test]
 async fn explain_denials_says_which_condition_failed() {
     let h = Harness::with(true).await;
     let (s, b) = h
@@ -627,4 +666,138 @@ async fn health_methods_and_unknown_paths() {
     assert_eq!(get("/nope").await.unwrap().status(), 404);
     // Nothing of this reached the audit log: no broker decision was involved.
     assert!(h.rows().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_client_that_disconnects_does_not_cancel_the_exchange() {
+    let h = Harness::start().await;
+    // Warm the caches, then make GitHub slow.
+    assert_eq!(h.exchange("widgets-read", json!({})).await.0, 200);
+    h.github
+        .set_fault(Fault::Delay(std::time::Duration::from_millis(800)));
+    let token = h.token(json!({}));
+    let quick = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let r = quick
+        .post(format!("{}/v1/brokers/widgets-read/token", h.base))
+        .bearer_auth(&token)
+        .send()
+        .await;
+    assert!(r.is_err(), "the client gave up before GitHub answered");
+    // The exchange still completes and is audited.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let rows = h.rows().await;
+        if rows.len() == 2 {
+            assert_eq!(rows[1].record.decision, Decision::Allow);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the abandoned exchange was never audited"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn slow_and_idle_clients_do_not_block_others() {
+    let options = ServeOptions {
+        header_read_timeout: std::time::Duration::from_millis(500),
+        max_connections: 8,
+        ..ServeOptions::default()
+    };
+    let h = Harness::with_options(false, options).await;
+    let addr = h.base.trim_start_matches("http://").to_owned();
+    // A slow-loris client: half a request line, then nothing.
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"POST /v1/brokers/widgets-read/token HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    // Idle clients that never send anything.
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        idle.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    // Others are served meanwhile.
+    assert_eq!(h.exchange("widgets-read", json!({})).await.0, 200);
+    // The server hangs up on the slow client once its header timeout passes.
+    let mut buf = [0u8; 256];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), slow.read(&mut buf)).await;
+    match read {
+        Ok(Ok(_)) | Ok(Err(_)) => {} // closed (0 bytes), an error answer, or a reset
+        Err(_) => panic!("the slow client was never cut off"),
+    }
+    for mut c in idle {
+        let r = tokio::time::timeout(std::time::Duration::from_secs(5), c.read(&mut buf)).await;
+        assert!(r.is_ok(), "an idle connection was never closed");
+    }
+}
+
+#[tokio::test]
+async fn connection_cap_queues_instead_of_failing() {
+    let options = ServeOptions {
+        max_connections: 2,
+        ..ServeOptions::default()
+    };
+    let h = Harness::with_options(false, options).await;
+    let addr = h.base.trim_start_matches("http://").to_owned();
+    // Two connections hold both slots until they are closed.
+    let hold1 = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let hold2 = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let h = Arc::new(h);
+    let waiting = {
+        let h = h.clone();
+        tokio::spawn(async move { h.exchange("widgets-read", json!({})).await.0 })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        !waiting.is_finished(),
+        "a third connection must wait for a free slot"
+    );
+    drop(hold1);
+    drop(hold2);
+    let status = tokio::time::timeout(std::time::Duration::from_secs(10), waiting)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn shutdown_finishes_in_flight_requests_and_refuses_new_ones() {
+    let mut h = Harness::start().await;
+    assert_eq!(h.exchange("widgets-read", json!({})).await.0, 200);
+    h.github
+        .set_fault(Fault::Delay(std::time::Duration::from_millis(700)));
+    let token = h.token(json!({}));
+    let in_flight = {
+        let client = reqwest::Client::new();
+        let url = format!("{}/v1/brokers/widgets-read/token", h.base);
+        tokio::spawn(async move {
+            client
+                .post(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let _ = h.shutdown.take().unwrap().send(());
+    assert_eq!(
+        in_flight.await.unwrap().unwrap(),
+        200,
+        "the in-flight exchange completes"
+    );
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), &mut h.server).await;
+    assert!(
+        matches!(ended, Ok(Ok(Ok(())))),
+        "the server exits promptly once drained"
+    );
+    let refused = tokio::net::TcpStream::connect(h.base.trim_start_matches("http://")).await;
+    assert!(refused.is_err(), "no new connections after shutdown");
 }

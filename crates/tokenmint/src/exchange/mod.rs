@@ -65,7 +65,8 @@ pub enum ExchangeError {
 }
 
 /// What the HTTP layer hands over: the raw request pieces, unparsed.
-#[derive(Debug, Clone)]
+/// `Debug` redacts the `Authorization` values (they hold bearer tokens).
+#[derive(Clone)]
 pub struct ExchangeRequest {
     /// A fresh id for this request.
     pub request_id: String,
@@ -79,6 +80,22 @@ pub struct ExchangeRequest {
     pub client_addr: Option<String>,
     /// The `User-Agent`, if any.
     pub user_agent: Option<String>,
+}
+
+impl std::fmt::Debug for ExchangeRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExchangeRequest")
+            .field("request_id", &self.request_id)
+            .field("broker", &self.broker)
+            .field(
+                "authorization",
+                &format_args!("[{} value(s) REDACTED]", self.authorization.len()),
+            )
+            .field("body_is_empty", &self.body_is_empty)
+            .field("client_addr", &self.client_addr)
+            .field("user_agent", &self.user_agent)
+            .finish()
+    }
 }
 
 /// A minted credential, ready to return.
@@ -461,6 +478,24 @@ mod tests {
             bearer_token(&[vec![0xff, 0xfe]]),
             Err(ExchangeError::InvalidRequest(_))
         ));
+    }
+
+    #[test]
+    fn request_debug_redacts_the_bearer_token() {
+        let req = ExchangeRequest {
+            request_id: "r".into(),
+            broker: "b".into(),
+            authorization: hv("Bearer eyJhbGciOi.secret.sig"),
+            body_is_empty: true,
+            client_addr: None,
+            user_agent: None,
+        };
+        let debug = format!("{req:?}");
+        assert!(
+            !debug.contains("eyJ") && !debug.contains("secret"),
+            "{debug}"
+        );
+        assert!(debug.contains("REDACTED"));
     }
 
     #[test]

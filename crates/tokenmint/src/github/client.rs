@@ -333,13 +333,18 @@ impl GithubError {
         }
     }
 
-    /// Whether one more attempt is worth it: a 5xx, a timeout, or a connection failure.
+    /// Whether one more attempt is worth it: a 5xx, or a connection
+    /// failure. Timeouts and broken responses are retried only for calls
+    /// that are safe to repeat: minting again after GitHub may already have
+    /// minted would leave an unaudited, unrevoked token behind.
     fn is_retryable(&self) -> bool {
+        let repeatable = |call: &Call| !matches!(call, Call::InstallationToken);
         match self {
             Self::Status { status, .. } => *status >= 500,
-            Self::Timeout { .. } => true,
-            Self::Transport { source, .. } => {
-                source.is_connect() || source.is_request() || source.is_body()
+            Self::Timeout { call, .. } => repeatable(call),
+            Self::Transport { source, .. } if source.is_connect() => true,
+            Self::Transport { call, source } => {
+                repeatable(call) && (source.is_request() || source.is_body())
             }
             _ => false,
         }
@@ -694,7 +699,7 @@ impl GithubClient {
         Ok(url)
     }
 
-    /// Sends one call, retrying once on a 5xx or a connection/timeout failure.
+    /// Sends one call, retrying once per [`GithubError::is_retryable`].
     /// Returns the body of a 2xx answer; `repo` names the repository in hints.
     async fn send(
         &self,
@@ -1315,6 +1320,31 @@ mod tests {
         assert!(elapsed < Duration::from_millis(1500), "{elapsed:?}");
         assert!(elapsed >= Duration::from_millis(600), "{elapsed:?}");
         assert_eq!(f.standin.call_count(), 2);
+    }
+
+    #[tokio::test]
+    async fn timed_out_mint_is_not_retried() {
+        // A second POST after a timeout could mint a token nobody receives.
+        let f = fixture_with(Duration::from_millis(300), "").await;
+        f.client.mint(&f.request(), now()).await.unwrap();
+        let before = f.standin.call_count();
+        f.standin.set_fault(Fault::Delay(Duration::from_secs(5)));
+        let err = f.client.mint(&f.request(), now()).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                GithubError::Timeout {
+                    call: Call::InstallationToken,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(
+            f.standin.call_count() - before,
+            1,
+            "the mint POST must not be retried after a timeout"
+        );
     }
 
     #[tokio::test]

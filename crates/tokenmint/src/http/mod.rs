@@ -20,11 +20,16 @@ use axum::{Json, Router};
 use serde::Serialize;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use time::format_description::well_known::Rfc3339;
 
 /// Request bodies are read up to this many bytes, only to tell whether one
 /// was sent (any body is refused).
 const MAX_BODY_BYTES: usize = 64 * 1024;
+/// A body not fully received within this time counts as a (refused) body.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// A backstop for one exchange; its own steps have tighter timeouts.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Maps an exchange error to its status and code. This is the only place
 /// that decides HTTP statuses for errors.
@@ -85,7 +90,19 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/readyz", get(readyz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::map_response(ensure_request_id))
         .with_state(service)
+}
+
+/// Gives every response an `x-request-id` (the token endpoint sets its own,
+/// which is also in the body and the audit row).
+async fn ensure_request_id(mut resp: Response) -> Response {
+    if !resp.headers().contains_key("x-request-id") {
+        if let Ok(v) = HeaderValue::from_str(&new_request_id()) {
+            resp.headers_mut().insert("x-request-id", v);
+        }
+    }
+    resp
 }
 
 fn new_request_id() -> String {
@@ -141,12 +158,39 @@ async fn token(
             .get(header::USER_AGENT)
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
     };
-    let now = service.clock().now();
-    match service.exchange(&req, now).await {
-        Ok(grant) => grant_response(&grant, &request_id),
-        Err(err) => {
+    // The exchange runs in its own task: a client that disconnects must not
+    // cancel it half-way (after minting, before auditing or revoking).
+    let task = tokio::spawn(async move {
+        let now = service.clock().now();
+        let result = service.exchange(&req, now).await;
+        (result, service.config().server.explain_denials)
+    });
+    let outcome = match tokio::time::timeout(REQUEST_TIMEOUT, task).await {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(join)) => {
+            tracing::error!(%request_id, error = %join, "exchange task failed");
+            return json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "internal error; retry shortly".to_owned(),
+                &request_id,
+            );
+        }
+        Err(_) => {
+            tracing::error!(%request_id, "exchange exceeded the request timeout; it completes and is audited in the background");
+            return json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the exchange took too long; retry shortly".to_owned(),
+                &request_id,
+            );
+        }
+    };
+    match outcome {
+        (Ok(grant), _) => grant_response(&grant, &request_id),
+        (Err(err), explain_denials) => {
             let (status, code) = error_status(&err);
-            let message = error_message(&err, service.config().server.explain_denials);
+            let message = error_message(&err, explain_denials);
             let mut resp = json_error(status, code, message, &request_id);
             if status == StatusCode::UNAUTHORIZED {
                 resp.headers_mut().insert(
@@ -191,10 +235,15 @@ async fn body_is_empty(headers: &HeaderMap, body: Body) -> bool {
     if declared.is_some_and(|n| n > 0) {
         return false;
     }
-    match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
-        Ok(bytes) => bytes.is_empty(),
-        // Too large or broken: certainly not an empty body.
-        Err(_) => false,
+    match tokio::time::timeout(
+        BODY_READ_TIMEOUT,
+        axum::body::to_bytes(body, MAX_BODY_BYTES),
+    )
+    .await
+    {
+        Ok(Ok(bytes)) => bytes.is_empty(),
+        // Too large, broken or too slow: certainly not an empty body.
+        Ok(Err(_)) | Err(_) => false,
     }
 }
 
@@ -245,17 +294,98 @@ async fn method_not_allowed() -> Response {
     )
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then drains
-/// in-flight requests.
+/// Limits that keep slow or idle clients from starving others.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Time allowed to receive a request's headers (also closes idle keep-alive connections).
+    pub header_read_timeout: Duration,
+    /// Connections served at once; further clients wait in the listen backlog.
+    pub max_connections: usize,
+    /// After shutdown is requested, in-flight requests get this long to finish.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+            shutdown_grace: Duration::from_secs(25),
+        }
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves; then stops
+/// accepting, lets in-flight requests finish for at most
+/// [`ServeOptions::shutdown_grace`], and returns.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    serve_with(listener, router, shutdown, ServeOptions::default()).await
+}
+
+/// [`serve`] with explicit limits.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    options: ServeOptions,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+    use tower::ServiceExt as _;
+
+    let permits = Arc::new(tokio::sync::Semaphore::new(options.max_connections.max(1)));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(options.header_read_timeout);
+    tokio::pin!(shutdown);
+    loop {
+        // Take a connection slot first: at the cap, new clients wait in the
+        // kernel's backlog instead of being accepted and starved.
+        let permit = tokio::select! {
+            () = &mut shutdown => break,
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and similar: back off briefly.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let service = router.clone().map_request(
+            move |mut req: axum::extract::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                req
+            },
+        );
+        let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = tokio::time::sleep(options.shutdown_grace) => {
+            tracing::warn!(grace_s = options.shutdown_grace.as_secs(), "shutdown grace period over; closing remaining connections");
+        }
+    }
+    Ok(())
 }

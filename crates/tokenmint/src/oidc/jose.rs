@@ -38,8 +38,8 @@ pub enum JoseError {
     Header(String),
 }
 
-/// A parsed but not yet verified JWS.
-#[derive(Debug)]
+/// A parsed but not yet verified JWS. `Debug` omits the signing input and
+/// signature: together they are the token, a replayable bearer credential.
 pub struct UnverifiedJws<'a> {
     /// The algorithm named by the header, already checked to be one tokenmint
     /// implements (never `none` or `HS*`). Whether the issuer allows it is a
@@ -53,6 +53,18 @@ pub struct UnverifiedJws<'a> {
     pub signing_input: &'a str,
     /// The raw signature.
     pub signature: Vec<u8>,
+}
+
+impl std::fmt::Debug for UnverifiedJws<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnverifiedJws")
+            .field("alg", &self.alg)
+            .field("kid", &self.kid)
+            .field("claims", &format_args!("[{} claims]", self.claims.len()))
+            .field("signing_input", &"[REDACTED]")
+            .field("signature", &"[REDACTED]")
+            .finish()
+    }
 }
 
 /// Parses a compact JWS, enforcing size, structure, encoding and header rules.
@@ -225,6 +237,15 @@ mod tests {
         assert_eq!(jws.claims["iss"], "x");
         assert_eq!(jws.signature, b"sig");
         assert_eq!(jws.signing_input, &t[..t.rfind('.').unwrap()]);
+    }
+
+    #[test]
+    fn debug_does_not_print_the_token() {
+        let t = token(H, r#"{"iss":"x","secret":"s3cr3t"}"#);
+        let jws = parse(&t).unwrap();
+        let debug = format!("{jws:?}");
+        assert!(!debug.contains(t.split('.').next().unwrap()), "{debug}");
+        assert!(!debug.contains("s3cr3t"), "{debug}");
     }
 
     #[test]
