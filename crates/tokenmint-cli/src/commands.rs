@@ -215,9 +215,13 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Exchange(args) => exchange(args).await,
         Command::Audit(AuditCommand::Verify(args)) => {
             let config = Config::load(&args.config)?;
-            let log = AuditLog::open(&config.audit.database, "main").await?;
+            // Read-only: a missing store is an error, never a fresh empty log.
+            let log = AuditLog::open_read_only(&config.audit.database).await?;
             let report = log.verify().await?;
             let mut out = std::io::stdout().lock();
+            if report.chains.is_empty() {
+                writeln!(out, "audit store holds no rows")?;
+            }
             for chain in &report.chains {
                 writeln!(
                     out,
@@ -284,7 +288,7 @@ async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
         .map(|s| time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339))
         .transpose()
         .context("--since must be an RFC 3339 time, e.g. 2026-11-23T00:00:00Z")?;
-    let log = AuditLog::open(&config.audit.database, "main").await?;
+    let log = AuditLog::open_read_only(&config.audit.database).await?;
     let rows = log
         .list(&ListFilter {
             broker: args.broker,

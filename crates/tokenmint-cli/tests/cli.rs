@@ -325,6 +325,44 @@ fn audit_verify_names_a_tampered_row() {
 }
 
 #[test]
+fn audit_verify_reports_a_deleted_store_and_does_not_recreate_it() {
+    let mut dev = Dev::start();
+    assert!(dev.exchange("widgets-read", &[]).status.success());
+    let db = dev.dir.path().join("tokenmint-audit.db");
+    assert!(db.exists());
+    // End the dev run (keeping its directory), so nothing else touches the store.
+    let _ = Command::new("kill")
+        .args(["-TERM", &dev.child.id().to_string()])
+        .status();
+    dev.child.wait().unwrap();
+    // The easiest tampering: delete the whole store.
+    for name in [
+        "tokenmint-audit.db",
+        "tokenmint-audit.db-wal",
+        "tokenmint-audit.db-shm",
+    ] {
+        let _ = std::fs::remove_file(dev.dir.path().join(name));
+    }
+    for args in [&["verify"][..], &["list"][..]] {
+        let out = dev.audit(args);
+        let stderr = text(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "audit {args:?} on a deleted store must fail:\n{}{stderr}",
+            text(&out.stdout)
+        );
+        assert!(
+            stderr.contains("does not exist") && stderr.contains("[audit] database"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("tokenmint-audit.db"), "{stderr}");
+        assert!(!text(&out.stdout).contains("audit log OK"));
+        assert!(!db.exists(), "audit {args:?} recreated the audit store");
+    }
+}
+
+#[test]
 fn actions_core_get_id_token_works_unchanged() {
     let pkg = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/actions-core");
     if !pkg.join("node_modules/@actions/core").exists() {

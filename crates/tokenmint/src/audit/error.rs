@@ -46,6 +46,20 @@ pub enum AuditError {
         source: sqlx::Error,
     },
 
+    /// A store opened read-only does not exist (read-only opening never creates it).
+    #[error("audit store {url} does not exist; check [audit] database (a store that existed and is gone may have been deleted)")]
+    Missing {
+        /// The URL, redacted.
+        url: String,
+    },
+
+    /// A store opened read-only holds no audit log (read-only opening never creates the schema).
+    #[error("audit store {url} has no audit_log table; check [audit] database (tokenmint serve creates it on first start)")]
+    NotInitialized {
+        /// The URL, redacted.
+        url: String,
+    },
+
     /// The store was written by a newer tokenmint.
     #[error("open audit store {url}: its schema version is {found}, but this tokenmint understands up to {supported}; upgrade tokenmint or point it at another database")]
     SchemaTooNew {

@@ -55,6 +55,13 @@
 //! them from forking it, and a writer that loses a race reloads the head and
 //! retries. Giving each process its own chain id avoids the contention.
 //!
+//! # Reading without writing
+//!
+//! [`AuditLog::open_read_only`] gives an [`AuditReader`] for `verify` and
+//! `list` that never creates, migrates or writes the store: a missing SQLite
+//! file is [`AuditError::Missing`] rather than a fresh, empty (and so
+//! "clean") log. Inspection tools should use it.
+//!
 //! # Durability
 //!
 //! SQLite runs in WAL mode with `synchronous=NORMAL`: a committed append
@@ -251,6 +258,40 @@ impl AuditLog {
         })
     }
 
+    /// Opens an existing store at `url` for reading only, with default
+    /// [`AuditOptions`]: for `verify` and `list` without a writer.
+    ///
+    /// Nothing is created, migrated or written. A SQLite file is opened with
+    /// `mode=ro`, and a missing one fails with [`AuditError::Missing`] (so a
+    /// deleted store is reported, not silently replaced by an empty one). A
+    /// database without the `audit_log` table fails with
+    /// [`AuditError::NotInitialized`]. PostgreSQL sessions are read-only.
+    pub async fn open_read_only(url: &str) -> Result<AuditReader, AuditError> {
+        Self::open_read_only_with(url, AuditOptions::default()).await
+    }
+
+    /// [`AuditLog::open_read_only`] with explicit options; only
+    /// [`AuditOptions::append_timeout`] applies (it bounds each query).
+    pub async fn open_read_only_with(
+        url: &str,
+        options: AuditOptions,
+    ) -> Result<AuditReader, AuditError> {
+        let url: StoreUrl = store::parse_url_read_only(url)?;
+        let limit = options.append_timeout.max(Duration::from_secs(10));
+        let pool = tokio::time::timeout(limit, store::connect_read_only(&url))
+            .await
+            .map_err(|_| AuditError::Timeout {
+                action: "connect",
+                url: url.redacted.clone(),
+                after: limit,
+            })??;
+        Ok(AuditReader {
+            pool,
+            url: url.redacted,
+            options,
+        })
+    }
+
     /// The chain this handle appends to.
     pub fn chain_id(&self) -> &str {
         &self.inner.chain_id
@@ -315,7 +356,7 @@ impl AuditLog {
             url: &self.inner.url,
             query_timeout: self.inner.options.append_timeout,
         };
-        verify::verify(&source, (&self.inner.chain_id, known)).await
+        verify::verify(&source, Some((&self.inner.chain_id, known))).await
     }
 
     /// Records matching `filter`, newest first (by `time`, then chain and
@@ -323,48 +364,13 @@ impl AuditLog {
     /// columns and then re-checked against the JSON, so a row whose columns
     /// were edited is left out here and reported by [`AuditLog::verify`].
     pub async fn list(&self, filter: &ListFilter) -> Result<Vec<StoredRecord>, AuditError> {
-        let limit = filter
-            .limit
-            .unwrap_or(DEFAULT_LIST_LIMIT)
-            .min(MAX_LIST_LIMIT);
-        let since_us = filter.since.map(record::unix_micros_saturating);
-        let query = store::list(
+        list_records(
             &self.inner.pool,
-            filter.broker.as_deref(),
-            filter.decision,
-            since_us,
-            limit,
-        );
-        let rows = match tokio::time::timeout(self.inner.options.append_timeout, query).await {
-            Ok(Ok(rows)) => rows,
-            Ok(Err(source)) => return Err(self.unavailable("list records", source)),
-            Err(_) => return Err(self.timeout("list records")),
-        };
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let record: AuditRecord =
-                serde_json::from_str(&row.record).map_err(|e| AuditError::Corrupt {
-                    url: self.inner.url.clone(),
-                    chain_id: row.chain_id.clone(),
-                    seq: row.seq,
-                    detail: format!("its record is not readable: {e}"),
-                })?;
-            let matches = filter.broker.as_ref().is_none_or(|b| *b == record.broker)
-                && filter.decision.is_none_or(|d| d == record.decision)
-                && since_us
-                    .is_none_or(|s| record::unix_micros(record.time).is_some_and(|t| t >= s));
-            if !matches {
-                tracing::warn!(chain_id = %row.chain_id, seq = row.seq, "audit row's columns disagree with its hashed record; run audit verification");
-                continue;
-            }
-            out.push(StoredRecord {
-                chain_id: row.chain_id,
-                seq: row.seq,
-                hash: row.hash,
-                record,
-            });
-        }
-        Ok(out)
+            &self.inner.url,
+            self.inner.options.append_timeout,
+            filter,
+        )
+        .await
     }
 
     fn unavailable(&self, action: &'static str, source: sqlx::Error) -> AuditError {
@@ -382,4 +388,107 @@ impl AuditLog {
             after: self.inner.options.append_timeout,
         }
     }
+}
+
+/// Read-only handle to an existing audit log, from
+/// [`AuditLog::open_read_only`]: `verify` and `list`, no writer. Cheap to
+/// clone; clones share one connection pool.
+#[derive(Clone)]
+pub struct AuditReader {
+    pool: AnyPool,
+    /// The URL for messages, password redacted.
+    url: String,
+    /// Time limits.
+    options: AuditOptions,
+}
+
+impl fmt::Debug for AuditReader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuditReader")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuditReader {
+    /// Verifies every chain in the store, like [`AuditLog::verify`]. Only
+    /// chains that have rows are reported, and without a writer in this
+    /// process there is no record of earlier heads to compare against: anchor
+    /// the reported head hashes outside the database.
+    pub async fn verify(&self) -> Result<VerifyReport, AuditError> {
+        let source = verify::Source {
+            pool: &self.pool,
+            url: &self.url,
+            query_timeout: self.options.append_timeout,
+        };
+        verify::verify(&source, None).await
+    }
+
+    /// Records matching `filter`, like [`AuditLog::list`].
+    pub async fn list(&self, filter: &ListFilter) -> Result<Vec<StoredRecord>, AuditError> {
+        list_records(&self.pool, &self.url, self.options.append_timeout, filter).await
+    }
+}
+
+/// Records matching `filter`, newest first, parsed from the hashed JSON; rows
+/// whose plain columns disagree with it are left out (and logged).
+async fn list_records(
+    pool: &AnyPool,
+    url: &str,
+    query_timeout: Duration,
+    filter: &ListFilter,
+) -> Result<Vec<StoredRecord>, AuditError> {
+    let limit = filter
+        .limit
+        .unwrap_or(DEFAULT_LIST_LIMIT)
+        .min(MAX_LIST_LIMIT);
+    let since_us = filter.since.map(record::unix_micros_saturating);
+    let query = store::list(
+        pool,
+        filter.broker.as_deref(),
+        filter.decision,
+        since_us,
+        limit,
+    );
+    let rows = match tokio::time::timeout(query_timeout, query).await {
+        Ok(Ok(rows)) => rows,
+        Ok(Err(source)) => {
+            return Err(AuditError::Unavailable {
+                action: "list records",
+                url: url.to_owned(),
+                source: Arc::new(source),
+            })
+        }
+        Err(_) => {
+            return Err(AuditError::Timeout {
+                action: "list records",
+                url: url.to_owned(),
+                after: query_timeout,
+            })
+        }
+    };
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let record: AuditRecord =
+            serde_json::from_str(&row.record).map_err(|e| AuditError::Corrupt {
+                url: url.to_owned(),
+                chain_id: row.chain_id.clone(),
+                seq: row.seq,
+                detail: format!("its record is not readable: {e}"),
+            })?;
+        let matches = filter.broker.as_ref().is_none_or(|b| *b == record.broker)
+            && filter.decision.is_none_or(|d| d == record.decision)
+            && since_us.is_none_or(|s| record::unix_micros(record.time).is_some_and(|t| t >= s));
+        if !matches {
+            tracing::warn!(chain_id = %row.chain_id, seq = row.seq, "audit row's columns disagree with its hashed record; run audit verification");
+            continue;
+        }
+        out.push(StoredRecord {
+            chain_id: row.chain_id,
+            seq: row.seq,
+            hash: row.hash,
+            record,
+        });
+    }
+    Ok(out)
 }

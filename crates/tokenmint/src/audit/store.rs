@@ -7,6 +7,7 @@
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::chain::Head;
@@ -55,10 +56,20 @@ pub(crate) enum Backend {
     Postgres,
 }
 
+/// How a store is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// Created if missing, schema applied, written to.
+    ReadWrite,
+    /// Must already exist; never created, migrated or written.
+    ReadOnly,
+}
+
 /// A checked store URL.
 #[derive(Debug, Clone)]
 pub(crate) struct StoreUrl {
-    /// What sqlx connects to (for SQLite files, with `mode=rwc` added so the file is created).
+    /// What sqlx connects to (for SQLite files, with `mode=rwc` added so the
+    /// file is created, or `mode=ro` for read-only access).
     connect: String,
     /// What errors and logs show: the URL with any password replaced by `***`.
     pub(crate) redacted: String,
@@ -66,10 +77,44 @@ pub(crate) struct StoreUrl {
     pub(crate) backend: Backend,
     /// An in-memory SQLite database: one connection that must never close.
     memory: bool,
+    /// The SQLite database file (percent-decoded, as sqlx reads it); `None`
+    /// for PostgreSQL and in-memory databases.
+    file: Option<PathBuf>,
+    /// How the store is opened.
+    access: Access,
 }
 
-/// Parses and checks a store URL.
+/// Parses and checks a store URL for read-write access.
 pub(crate) fn parse_url(url: &str) -> Result<StoreUrl, AuditError> {
+    parse_url_for(url, Access::ReadWrite)
+}
+
+/// Parses and checks a store URL for read-only access: SQLite files are
+/// opened with `mode=ro` (replacing any `mode` the URL names).
+pub(crate) fn parse_url_read_only(url: &str) -> Result<StoreUrl, AuditError> {
+    parse_url_for(url, Access::ReadOnly)
+}
+
+/// Percent-decodes a SQLite file path the way sqlx does; `None` if the
+/// result is not UTF-8 or an escape is malformed.
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn parse_url_for(url: &str, access: Access) -> Result<StoreUrl, AuditError> {
     let url = url.trim();
     let redacted = redact_url(url);
     let bad = |reason: &str| AuditError::BadUrl {
@@ -92,16 +137,34 @@ pub(crate) fn parse_url(url: &str) -> Result<StoreUrl, AuditError> {
                 return Err(bad("it names no database file"));
             }
             let has_mode = query.is_some_and(|q| q.split('&').any(|kv| kv.starts_with("mode=")));
-            let connect = match (memory || has_mode, query) {
-                (true, _) => url.to_owned(),
-                (false, Some(_)) => format!("{url}&mode=rwc"),
-                (false, None) => format!("{url}?mode=rwc"),
+            let connect = match (access, memory, has_mode, query) {
+                (_, true, _, _) | (Access::ReadWrite, false, true, _) => url.to_owned(),
+                (Access::ReadWrite, false, false, Some(_)) => format!("{url}&mode=rwc"),
+                (Access::ReadWrite, false, false, None) => format!("{url}?mode=rwc"),
+                (Access::ReadOnly, false, _, _) => {
+                    let mut params: Vec<&str> = query
+                        .into_iter()
+                        .flat_map(|q| q.split('&'))
+                        .filter(|kv| !kv.is_empty() && !kv.starts_with("mode="))
+                        .collect();
+                    params.push("mode=ro");
+                    format!("{path}?{}", params.join("&"))
+                }
+            };
+            let file = if memory {
+                None
+            } else {
+                let decoded =
+                    percent_decode(file).ok_or_else(|| bad("its file name is not valid"))?;
+                Some(PathBuf::from(decoded))
             };
             Ok(StoreUrl {
                 connect,
                 redacted,
                 backend: Backend::Sqlite,
                 memory,
+                file,
+                access,
             })
         }
         Some("postgres") | Some("postgresql") => {
@@ -113,6 +176,8 @@ pub(crate) fn parse_url(url: &str) -> Result<StoreUrl, AuditError> {
                 redacted,
                 backend: Backend::Postgres,
                 memory: false,
+                file: None,
+                access,
             })
         }
         _ => Err(bad("only sqlite: and postgres: stores are supported")),
@@ -161,34 +226,45 @@ pub(crate) fn redact_url(url: &str) -> String {
     parsed.to_string()
 }
 
-/// Connects, applies the schema and checks its version.
-pub(crate) async fn connect(url: &StoreUrl) -> Result<AnyPool, AuditError> {
-    sqlx::any::install_default_drivers();
-    let open_err = |action: &'static str| {
-        let url = url.redacted.clone();
-        move |source| AuditError::Open {
-            url,
-            action,
-            source,
-        }
-    };
+/// The `Open` error for `action` on `url`.
+fn open_err(url: &StoreUrl, action: &'static str) -> impl FnOnce(sqlx::Error) -> AuditError {
+    let url = url.redacted.clone();
+    move |source| AuditError::Open {
+        url,
+        action,
+        source,
+    }
+}
 
+/// Opens a pool with the per-connection settings for `url`'s backend and access.
+async fn open_pool(url: &StoreUrl) -> Result<AnyPool, AuditError> {
+    sqlx::any::install_default_drivers();
     let backend = url.backend;
+    let access = url.access;
     let mut options = AnyPoolOptions::new()
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .max_connections(if url.memory { 1 } else { 8 })
         .after_connect(move |conn, _meta| {
             Box::pin(async move {
-                if backend == Backend::Sqlite {
-                    // Per-connection settings. With WAL, NORMAL still makes a
-                    // committed transaction survive a process crash; only a
-                    // power loss can take the last commits.
-                    sqlx::query("PRAGMA synchronous = NORMAL")
-                        .execute(&mut *conn)
-                        .await?;
-                    sqlx::query(&format!("PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}"))
-                        .execute(&mut *conn)
-                        .await?;
+                match (backend, access) {
+                    (Backend::Sqlite, _) => {
+                        // Per-connection settings. With WAL, NORMAL still makes a
+                        // committed transaction survive a process crash; only a
+                        // power loss can take the last commits.
+                        sqlx::query("PRAGMA synchronous = NORMAL")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query(&format!("PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}"))
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    (Backend::Postgres, Access::ReadOnly) => {
+                        // Belt and braces: this session cannot write even by mistake.
+                        sqlx::query("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    (Backend::Postgres, Access::ReadWrite) => {}
                 }
                 Ok(())
             })
@@ -200,10 +276,74 @@ pub(crate) async fn connect(url: &StoreUrl) -> Result<AnyPool, AuditError> {
             .idle_timeout(None)
             .max_lifetime(None);
     }
-    let pool = options
+    options
         .connect(&url.connect)
         .await
-        .map_err(open_err("connect"))?;
+        .map_err(open_err(url, "connect"))
+}
+
+/// Fails with [`AuditError::SchemaTooNew`] if the store's schema is newer than this build.
+async fn check_schema_version(pool: &AnyPool, url: &StoreUrl) -> Result<(), AuditError> {
+    let row = sqlx::query("SELECT version FROM audit_schema WHERE id = 1")
+        .fetch_one(pool)
+        .await
+        .map_err(open_err(url, "read schema version"))?;
+    let found: i64 = row
+        .try_get(0)
+        .map_err(open_err(url, "read schema version"))?;
+    if found > SCHEMA_VERSION {
+        return Err(AuditError::SchemaTooNew {
+            url: url.redacted.clone(),
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    Ok(())
+}
+
+/// Connects to an existing store without creating, migrating or writing
+/// anything: a missing SQLite file is [`AuditError::Missing`], a database
+/// without the `audit_log` table is [`AuditError::NotInitialized`].
+pub(crate) async fn connect_read_only(url: &StoreUrl) -> Result<AnyPool, AuditError> {
+    if let Some(file) = &url.file {
+        // `mode=ro` would fail too, but with SQLite's vaguer "unable to open".
+        if !file.is_file() {
+            return Err(AuditError::Missing {
+                url: url.redacted.clone(),
+            });
+        }
+    }
+    let pool = open_pool(url).await?;
+    let exists = match url.backend {
+        Backend::Sqlite => {
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'audit_log'"
+        }
+        Backend::Postgres => {
+            "SELECT CAST(CASE WHEN to_regclass('audit_log') IS NULL THEN 0 ELSE 1 END AS BIGINT)"
+        }
+    };
+    let row = sqlx::query(exists)
+        .fetch_one(&pool)
+        .await
+        .map_err(open_err(url, "look for the audit_log table"))?;
+    let found: i64 = row
+        .try_get(0)
+        .map_err(open_err(url, "look for the audit_log table"))?;
+    if found == 0 {
+        pool.close().await;
+        return Err(AuditError::NotInitialized {
+            url: url.redacted.clone(),
+        });
+    }
+    check_schema_version(&pool, url).await?;
+    Ok(pool)
+}
+
+/// Connects, applies the schema and checks its version.
+pub(crate) async fn connect(url: &StoreUrl) -> Result<AnyPool, AuditError> {
+    let open_err = |action: &'static str| open_err(url, action);
+    let backend = url.backend;
+    let pool = open_pool(url).await?;
 
     if backend == Backend::Sqlite && !url.memory {
         // WAL is a property of the file; set it once, before anything else writes.
@@ -230,18 +370,7 @@ pub(crate) async fn connect(url: &StoreUrl) -> Result<AnyPool, AuditError> {
             .map_err(open_err("create schema"))?;
     }
 
-    let row = sqlx::query("SELECT version FROM audit_schema WHERE id = 1")
-        .fetch_one(&pool)
-        .await
-        .map_err(open_err("read schema version"))?;
-    let found: i64 = row.try_get(0).map_err(open_err("read schema version"))?;
-    if found > SCHEMA_VERSION {
-        return Err(AuditError::SchemaTooNew {
-            url: url.redacted.clone(),
-            found,
-            supported: SCHEMA_VERSION,
-        });
-    }
+    check_schema_version(&pool, url).await?;
     Ok(pool)
 }
 
@@ -481,5 +610,24 @@ mod tests {
         assert!(!err.to_string().contains("secret"), "{err}");
         assert!(err.to_string().contains("[audit] database"), "{err}");
         assert!(parse_url("sqlite://").is_err());
+    }
+
+    #[test]
+    fn read_only_urls_force_mode_ro() {
+        let u = parse_url_read_only("sqlite://var/audit.db").unwrap();
+        assert_eq!(u.connect, "sqlite://var/audit.db?mode=ro");
+        assert_eq!(
+            u.file.as_deref(),
+            Some(std::path::Path::new("var/audit.db"))
+        );
+        let u = parse_url_read_only("sqlite:///var/a%20b.db?mode=rwc&cache=private").unwrap();
+        assert_eq!(u.connect, "sqlite:///var/a%20b.db?cache=private&mode=ro");
+        assert_eq!(u.file.as_deref(), Some(std::path::Path::new("/var/a b.db")));
+        let u = parse_url_read_only("sqlite::memory:").unwrap();
+        assert!(u.memory && u.file.is_none());
+        let u = parse_url_read_only("postgres://tm@h/db").unwrap();
+        assert_eq!(u.access, Access::ReadOnly);
+        assert!(u.file.is_none());
+        assert!(parse_url_read_only("sqlite://bad%zz.db").is_err());
     }
 }

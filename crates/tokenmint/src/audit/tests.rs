@@ -802,6 +802,121 @@ fn acked_rows_survive_kill_9() {
     });
 }
 
+async fn read_only_handle_verifies_and_lists(db: &TestDb) {
+    let log = db.open().await;
+    let receipts = append_n(&log, 9).await;
+    let reader = AuditLog::open_read_only(&db.url).await.unwrap();
+    let report = reader.verify().await.unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
+    assert_eq!(
+        report.chains,
+        vec![ChainSummary {
+            chain_id: "main".into(),
+            rows: 9,
+            head_seq: 9,
+            head_hash: receipts[8].hash.clone(),
+        }]
+    );
+    let denies = reader
+        .list(&ListFilter {
+            decision: Some(Decision::Deny),
+            ..ListFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        denies.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        vec![8, 6, 4, 2]
+    );
+
+    // Tampering is seen through the read-only handle too.
+    let raw = db.raw().await;
+    sqlx::query("DELETE FROM audit_log WHERE seq = 5")
+        .execute(&raw)
+        .await
+        .unwrap();
+    let report = reader.verify().await.unwrap();
+    assert_eq!(
+        kinds(&report),
+        vec![(5, ProblemKind::Missing), (6, ProblemKind::BrokenLink)]
+    );
+
+    // The read-only handle cannot write, even directly.
+    assert!(sqlx::query("DELETE FROM audit_log")
+        .execute(&reader.pool)
+        .await
+        .is_err());
+    assert_eq!(reader.list(&ListFilter::default()).await.unwrap().len(), 8);
+}
+
+scenario!(read_only_handle_verifies_and_lists);
+
+async fn read_only_refuses_a_store_without_audit_table(db: &TestDb) {
+    // The database exists (the URL connects) but tokenmint never set it up.
+    let raw = if db.postgres {
+        db.raw().await
+    } else {
+        AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&format!("{}?mode=rwc", db.url))
+            .await
+            .unwrap()
+    };
+    sqlx::query("CREATE TABLE unrelated (x BIGINT)")
+        .execute(&raw)
+        .await
+        .unwrap();
+    let err = AuditLog::open_read_only(&db.url).await.unwrap_err();
+    assert!(matches!(err, AuditError::NotInitialized { .. }), "{err:?}");
+    assert!(err.to_string().contains("audit_log"), "{err}");
+    // ... and opening read-only did not create it.
+    let err = AuditLog::open_read_only(&db.url).await.unwrap_err();
+    assert!(matches!(err, AuditError::NotInitialized { .. }), "{err:?}");
+}
+
+scenario!(read_only_refuses_a_store_without_audit_table);
+
+#[tokio::test]
+async fn read_only_open_of_a_missing_sqlite_file_fails_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gone.db");
+    let url = format!("sqlite://{}", path.display());
+    let err = AuditLog::open_read_only(&url).await.unwrap_err();
+    assert!(matches!(err, AuditError::Missing { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&format!("audit store {url} does not exist"))
+            && msg.contains("check [audit] database"),
+        "{msg}"
+    );
+    assert!(!path.exists());
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+
+    // Even with an explicit mode=rwc in the URL.
+    let err = AuditLog::open_read_only(&format!("{url}?mode=rwc"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AuditError::Missing { .. }), "{err:?}");
+    assert!(!path.exists());
+}
+
+#[tokio::test]
+async fn read_only_open_works_after_the_writer_closed_the_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.db");
+    let url = format!("sqlite://{}", path.display());
+    let log = AuditLog::open(&url, DEFAULT_CHAIN).await.unwrap();
+    append_n(&log, 3).await;
+    let pool = log.inner.pool.clone();
+    drop(log);
+    // Closing the last connection checkpoints and removes -wal and -shm.
+    pool.close().await;
+    let reader = AuditLog::open_read_only(&url).await.unwrap();
+    assert!(reader.verify().await.unwrap().is_clean());
+    assert_eq!(reader.list(&ListFilter::default()).await.unwrap().len(), 3);
+    assert!(format!("{reader:?}").contains("a.db"));
+}
+
 #[tokio::test]
 async fn in_memory_sqlite_works() {
     let log = AuditLog::open("sqlite::memory:", DEFAULT_CHAIN)

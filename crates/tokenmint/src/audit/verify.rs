@@ -147,21 +147,27 @@ impl Source<'_> {
     }
 }
 
-/// Verifies every chain in the store. `own` is this process's chain and the
-/// highest head it has seen there, checked against what the store now holds.
+/// Verifies every chain in the store. `own`, for a writing handle, is its
+/// chain and the highest head it has seen there, checked against what the
+/// store now holds; a read-only handle has none.
 pub(crate) async fn verify(
     src: &Source<'_>,
-    own: (&str, Head),
+    own: Option<(&str, Head)>,
 ) -> Result<VerifyReport, AuditError> {
     let mut ids = src.run(store::chain_ids(src.pool)).await?;
-    if !ids.iter().any(|c| c == own.0) {
-        ids.push(own.0.to_owned());
-        ids.sort();
+    if let Some((own_id, _)) = &own {
+        if !ids.iter().any(|c| c == own_id) {
+            ids.push((*own_id).to_owned());
+            ids.sort();
+        }
     }
     let mut problems = Problems::default();
     let mut chains = Vec::with_capacity(ids.len());
     for chain_id in ids {
-        let known = (chain_id == own.0).then_some(&own.1);
+        let known = own
+            .as_ref()
+            .filter(|(own_id, _)| *own_id == chain_id)
+            .map(|(_, head)| head);
         chains.push(verify_chain(src, &chain_id, known, &mut problems).await?);
     }
     Ok(VerifyReport {

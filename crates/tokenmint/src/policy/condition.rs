@@ -19,13 +19,41 @@ pub struct CompiledRegex {
     anchored: Regex,
 }
 
+/// Why a `matches` regex was refused. Turned into a
+/// [`PolicyError`](super::PolicyError) by the compiler, which knows the claim.
+#[derive(Debug, Clone)]
+pub(super) enum RegexDefect {
+    /// The pattern holds a raw control character, which no honest claim
+    /// pattern needs and which would make it unreadable in logs. Escapes
+    /// such as `\n` or `\x00` (a backslash and a letter) are not control
+    /// characters and stay allowed.
+    ControlChar {
+        /// Byte offset of the character in the pattern.
+        offset: usize,
+        /// The offending character.
+        ch: char,
+    },
+    /// The pattern does not compile on its own, or is too large.
+    Compile(regex::Error),
+}
+
+impl From<regex::Error> for RegexDefect {
+    fn from(error: regex::Error) -> Self {
+        Self::Compile(error)
+    }
+}
+
 impl CompiledRegex {
     /// Compiles `pattern` for whole-value matching.
     ///
-    /// The pattern is first compiled on its own. That proves it is balanced,
+    /// Raw control characters are refused first, as for `like` globs. The
+    /// pattern is then compiled on its own. That proves it is balanced,
     /// so wrapping it cannot be escaped: without this step `a)|(?:b` would
     /// become `^(?:a)|(?:b)$`, which accepts anything starting with `a`.
-    pub(super) fn new(pattern: &str) -> Result<Self, regex::Error> {
+    pub(super) fn new(pattern: &str) -> Result<Self, RegexDefect> {
+        if let Some((offset, ch)) = pattern.char_indices().find(|(_, ch)| ch.is_control()) {
+            return Err(RegexDefect::ControlChar { offset, ch });
+        }
         build(pattern)?;
         let anchored = build(&format!("^(?:{pattern})$"))?;
         Ok(Self {
@@ -182,9 +210,34 @@ mod tests {
     fn oversized_regex_is_refused() {
         let err = CompiledRegex::new(r"\w{1000}\w{1000}\w{1000}").unwrap_err();
         assert!(
-            matches!(err, regex::Error::CompiledTooBig(REGEX_SIZE_LIMIT)),
-            "{err}"
+            matches!(
+                err,
+                RegexDefect::Compile(regex::Error::CompiledTooBig(REGEX_SIZE_LIMIT))
+            ),
+            "{err:?}"
         );
+    }
+
+    #[test]
+    fn raw_control_chars_are_refused_but_escapes_are_not() {
+        for (pattern, offset, ch) in [
+            ("refs/heads/\0main", 11, '\0'),
+            ("main\n", 4, '\n'),
+            ("a\tb", 1, '\t'),
+            ("x\u{7f}", 1, '\u{7f}'),
+            ("é\u{85}", 2, '\u{85}'),
+        ] {
+            let err = CompiledRegex::new(pattern).unwrap_err();
+            assert!(
+                matches!(err, RegexDefect::ControlChar { offset: o, ch: c } if o == offset && c == ch),
+                "{pattern:?}: {err:?}"
+            );
+        }
+        // The two characters `\` `n` are an escape, not a control character.
+        let r = re(r"main\n?");
+        assert!(r.is_match("main"));
+        assert!(r.is_match("main\n"));
+        assert!(re(r"a\x00b|\t").is_match("\t"));
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub use condition::{CompiledRegex, Condition};
 pub use glob::Glob;
 
 use crate::oidc::{claim_text, VerifiedClaims};
+use condition::RegexDefect;
 use glob::GlobDefect;
 use serde_json::{Map, Value};
 use std::fmt;
@@ -256,6 +257,22 @@ pub enum PolicyError {
         ch: char,
     },
 
+    /// A `matches` regex containing a raw control character.
+    #[error(
+        "claim {claim}: matches regex {pattern:?} contains control character {ch:?} \
+         at byte {offset}; remove it (to match one, write an escape such as \\n or \\x00)"
+    )]
+    RegexControlChar {
+        /// The configured claim name.
+        claim: String,
+        /// The pattern as written.
+        pattern: String,
+        /// Byte offset of the character.
+        offset: usize,
+        /// The control character.
+        ch: char,
+    },
+
     /// A `matches` regex that does not compile on its own, or whose compiled
     /// form exceeds the size limit.
     #[error(
@@ -436,10 +453,18 @@ fn compile_operator(claim: &str, operator: &toml::Table) -> Result<Condition, Po
             let regexes = string_list(claim, "matches", value)?
                 .into_iter()
                 .map(|pattern| {
-                    CompiledRegex::new(pattern).map_err(|error| PolicyError::BadRegex {
-                        claim: claim.to_owned(),
-                        pattern: pattern.to_owned(),
-                        error,
+                    CompiledRegex::new(pattern).map_err(|defect| match defect {
+                        RegexDefect::ControlChar { offset, ch } => PolicyError::RegexControlChar {
+                            claim: claim.to_owned(),
+                            pattern: pattern.to_owned(),
+                            offset,
+                            ch,
+                        },
+                        RegexDefect::Compile(error) => PolicyError::BadRegex {
+                            claim: claim.to_owned(),
+                            pattern: pattern.to_owned(),
+                            error,
+                        },
                     })
                 })
                 .collect::<Result<_, _>>()?;
@@ -1062,6 +1087,34 @@ mod tests {
             e.to_string(),
             r#"claim ref: like pattern "refs/heads/\0*" contains control character '\0' at byte 11; remove it (only * and ? are special)"#
         );
+    }
+
+    #[test]
+    fn regex_with_control_char_is_refused() {
+        let e = compile_err(r#"ref = { matches = "refs/heads/\u0000.*" }"#);
+        assert!(
+            matches!(
+                e,
+                PolicyError::RegexControlChar {
+                    offset: 11,
+                    ch: '\0',
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert_eq!(
+            e.to_string(),
+            r#"claim ref: matches regex "refs/heads/\0.*" contains control character '\0' at byte 11; remove it (to match one, write an escape such as \n or \x00)"#
+        );
+        // A TOML "\n" is a raw newline: refused. A literal backslash-n is a regex escape: fine.
+        let e = compile_err(r#"ref = { matches = ["main", "main\n"] }"#);
+        assert!(
+            matches!(e, PolicyError::RegexControlChar { ch: '\n', .. }),
+            "{e}"
+        );
+        let p = TrustPolicy::compile(&table(r#"ref = { matches = 'main\n?' }"#));
+        assert!(p.is_ok(), "{p:?}");
     }
 
     #[test]
