@@ -75,7 +75,8 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
     if !args.tokenmint_bin.exists() {
         bail!(
-            "{} does not exist: build it with `cargo build --release -p tokenmint-cli`, or pass --tokenmint-bin",
+            "{} does not exist: build it with `cargo build --release -p tokenmint-cli`, \
+             or pass --tokenmint-bin (with CARGO_TARGET_DIR set it is $CARGO_TARGET_DIR/release/tokenmint)",
             args.tokenmint_bin.display()
         );
     }
