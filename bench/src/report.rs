@@ -1,0 +1,250 @@
+//! Turning raw counts into per-level figures, and printing them as a Markdown table or JSON.
+
+use crate::load::LoadResult;
+use crate::procfs::{ticks_to_duration, TickSource};
+use crate::Cpu;
+use serde::Serialize;
+use std::fmt::Write as _;
+
+/// The whole run.
+#[derive(Debug, Serialize)]
+pub(crate) struct RunReport {
+    pub(crate) tokenmint_bin: String,
+    pub(crate) duration_secs: u64,
+    pub(crate) warmup_secs: u64,
+    pub(crate) tokens_per_level: usize,
+    pub(crate) clock_ticks_per_second: u64,
+    pub(crate) clock_tick_source: TickSource,
+    /// GitHub stand-in calls made by the very first exchange (cold caches).
+    pub(crate) cold_github_calls: usize,
+    pub(crate) levels: Vec<LevelReport>,
+    /// How the tokenmint child ended.
+    pub(crate) child_exit: String,
+}
+
+/// Latency percentiles of 200 answers, in milliseconds.
+#[derive(Debug, Serialize, Default, Clone, Copy)]
+pub(crate) struct Percentiles {
+    pub(crate) p50: f64,
+    pub(crate) p90: f64,
+    pub(crate) p99: f64,
+    pub(crate) p99_9: f64,
+    pub(crate) max: f64,
+}
+
+/// One concurrency level.
+#[derive(Debug, Serialize)]
+pub(crate) struct LevelReport {
+    pub(crate) clients: usize,
+    pub(crate) elapsed_secs: f64,
+    pub(crate) ok: u64,
+    pub(crate) non_200: u64,
+    pub(crate) non_200_by_status: std::collections::BTreeMap<u16, u64>,
+    pub(crate) transport_errors: u64,
+    pub(crate) exchanges_per_sec: f64,
+    pub(crate) latency_ms: Percentiles,
+    /// tokenmint's user+system CPU over the level, per successful exchange.
+    pub(crate) service_cpu_ms_per_exchange: f64,
+    pub(crate) service_user_ms_per_exchange: f64,
+    pub(crate) service_system_ms_per_exchange: f64,
+    /// tokenmint's CPU over wall time: cores busy on average.
+    pub(crate) service_cores: f64,
+    /// tokenmint's `VmHWM` after the level (peak since start).
+    pub(crate) service_peak_rss_mib: f64,
+    pub(crate) github_calls: usize,
+    pub(crate) github_calls_per_exchange: f64,
+    /// This process (clients + issuer + stand-in), per exchange.
+    pub(crate) bench_cpu_ms_per_exchange: f64,
+    /// This process's issuer/stand-in thread alone, per exchange.
+    pub(crate) standin_cpu_ms_per_exchange: f64,
+}
+
+/// `part / whole`, or 0 when `whole` is 0.
+pub(crate) fn per(part: f64, whole: f64) -> f64 {
+    if whole > 0.0 {
+        part / whole
+    } else {
+        0.0
+    }
+}
+
+fn ms(ticks: u64, hz: u64) -> f64 {
+    ticks_to_duration(ticks, hz).as_secs_f64() * 1000.0
+}
+
+impl LevelReport {
+    pub(crate) fn new(
+        clients: usize,
+        result: &LoadResult,
+        cpu: Cpu,
+        hz: u64,
+        github_calls: usize,
+        peak_rss_bytes: u64,
+    ) -> Self {
+        let ok = result.ok as f64;
+        let elapsed = result.elapsed.as_secs_f64();
+        let h = &result.latency_us;
+        let q = |quantile: f64| {
+            if h.is_empty() {
+                0.0
+            } else {
+                h.value_at_quantile(quantile) as f64 / 1000.0
+            }
+        };
+        Self {
+            clients,
+            elapsed_secs: elapsed,
+            ok: result.ok,
+            non_200: result.non_200_total(),
+            non_200_by_status: result.non_200.clone(),
+            transport_errors: result.transport_errors,
+            exchanges_per_sec: per(ok, elapsed),
+            latency_ms: Percentiles {
+                p50: q(0.50),
+                p90: q(0.90),
+                p99: q(0.99),
+                p99_9: q(0.999),
+                max: if h.is_empty() {
+                    0.0
+                } else {
+                    h.max() as f64 / 1000.0
+                },
+            },
+            service_cpu_ms_per_exchange: per(ms(cpu.svc.total(), hz), ok),
+            service_user_ms_per_exchange: per(ms(cpu.svc.user, hz), ok),
+            service_system_ms_per_exchange: per(ms(cpu.svc.system, hz), ok),
+            service_cores: per(ms(cpu.svc.total(), hz) / 1000.0, elapsed),
+            service_peak_rss_mib: peak_rss_bytes as f64 / (1024.0 * 1024.0),
+            github_calls,
+            github_calls_per_exchange: per(github_calls as f64, ok),
+            bench_cpu_ms_per_exchange: per(ms(cpu.own.total(), hz), ok),
+            standin_cpu_ms_per_exchange: per(ms(cpu.standin.total(), hz), ok),
+        }
+    }
+}
+
+/// The Markdown table and its notes.
+pub(crate) fn markdown(report: &RunReport) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "| clients | exchanges/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | non-200 | service CPU ms/exchange (user+sys) | service cores | service peak RSS MiB | GitHub calls/exchange | bench CPU ms/exchange | of which issuer+stand-in |"
+    );
+    let _ = writeln!(
+        s,
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for l in &report.levels {
+        let p = l.latency_ms;
+        let _ = writeln!(
+            s,
+            "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {:.3} ({:.3}+{:.3}) | {:.2} | {:.1} | {:.3} | {:.3} | {:.3} |",
+            l.clients,
+            l.exchanges_per_sec,
+            p.p50,
+            p.p90,
+            p.p99,
+            p.p99_9,
+            p.max,
+            l.non_200 + l.transport_errors,
+            l.service_cpu_ms_per_exchange,
+            l.service_user_ms_per_exchange,
+            l.service_system_ms_per_exchange,
+            l.service_cores,
+            l.service_peak_rss_mib,
+            l.github_calls_per_exchange,
+            l.bench_cpu_ms_per_exchange,
+            l.standin_cpu_ms_per_exchange,
+        );
+    }
+    let _ = writeln!(s);
+    let tick = match report.clock_tick_source {
+        TickSource::Getconf => "from `getconf CLK_TCK`",
+        TickSource::Assumed => "ASSUMED (getconf failed)",
+    };
+    let _ = writeln!(
+        s,
+        "{} s per level after {} s warm-up; {} pre-minted OIDC tokens per level, reused round-robin. \
+         CPU from /proc/<pid>/stat utime+stime at {} ticks/s ({tick}). \
+         First (cold-cache) exchange made {} GitHub calls. tokenmint {}.",
+        report.duration_secs,
+        report.warmup_secs,
+        report.tokens_per_level,
+        report.clock_ticks_per_second,
+        report.cold_github_calls,
+        report.child_exit,
+    );
+    for l in &report.levels {
+        if l.non_200 > 0 || l.transport_errors > 0 {
+            let _ = writeln!(
+                s,
+                "- {} clients: non-200 answers {:?}, transport errors {}",
+                l.clients, l.non_200_by_status, l.transport_errors
+            );
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use crate::procfs::CpuTicks;
+    use std::time::Duration;
+
+    #[test]
+    fn level_figures() {
+        let mut latency_us = crate::load::new_histogram().unwrap();
+        for v in 1..=1000u64 {
+            latency_us.record(v * 10).unwrap();
+        }
+        let result = LoadResult {
+            latency_us,
+            ok: 1000,
+            non_200: [(503, 2)].into_iter().collect(),
+            transport_errors: 1,
+            elapsed: Duration::from_secs(2),
+        };
+        let cpu = Cpu {
+            svc: CpuTicks {
+                user: 30,
+                system: 10,
+            },
+            own: CpuTicks {
+                user: 20,
+                system: 0,
+            },
+            standin: CpuTicks { user: 5, system: 0 },
+        };
+        let l = LevelReport::new(4, &result, cpu, 100, 1000, 64 * 1024 * 1024);
+        assert_eq!(l.exchanges_per_sec, 500.0);
+        assert!((l.service_cpu_ms_per_exchange - 0.4).abs() < 1e-9);
+        assert!((l.service_user_ms_per_exchange - 0.3).abs() < 1e-9);
+        assert!((l.service_cores - 0.2).abs() < 1e-9);
+        assert_eq!(l.github_calls_per_exchange, 1.0);
+        assert_eq!(l.service_peak_rss_mib, 64.0);
+        assert_eq!(l.non_200, 2);
+        assert!((l.latency_ms.p50 - 5.0).abs() < 0.01);
+        assert!((l.latency_ms.max - 10.0).abs() < 0.01);
+        let table = markdown(&RunReport {
+            tokenmint_bin: "x".into(),
+            duration_secs: 2,
+            warmup_secs: 0,
+            tokens_per_level: 1,
+            clock_ticks_per_second: 100,
+            clock_tick_source: TickSource::Getconf,
+            cold_github_calls: 2,
+            levels: vec![l],
+            child_exit: "stopped".into(),
+        });
+        assert!(table.contains("| 4 | 500 |"), "{table}");
+        assert!(table.contains("503"), "{table}");
+    }
+
+    #[test]
+    fn per_handles_zero() {
+        assert_eq!(per(1.0, 0.0), 0.0);
+    }
+}
