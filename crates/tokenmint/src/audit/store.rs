@@ -430,23 +430,57 @@ pub(crate) async fn insert_batch(
     rows: &[NewRow<'_>],
 ) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
-    for row in rows {
-        sqlx::query(
-            "INSERT INTO audit_log (chain_id, seq, time_us, broker, decision, record, prev_hash, hash)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(chain_id)
-        .bind(seq_to_db(row.seq)?)
-        .bind(row.record.time_us)
-        .bind(row.record.broker.as_str())
-        .bind(row.record.decision.as_str())
-        .bind(row.record.json.as_str())
-        .bind(row.prev_hash)
-        .bind(row.hash)
-        .execute(&mut *tx)
-        .await?;
+    // One multi-row INSERT per chunk: each statement is a round trip to the
+    // driver (for SQLite, to its worker thread), so per-row statements would
+    // dominate the cost of a busy batch.
+    for chunk in rows.chunks(INSERT_CHUNK_ROWS) {
+        let sql = insert_sql(chunk.len());
+        let mut query = sqlx::query(&sql);
+        for row in chunk {
+            query = query
+                .bind(chain_id)
+                .bind(seq_to_db(row.seq)?)
+                .bind(row.record.time_us)
+                .bind(row.record.broker.as_str())
+                .bind(row.record.decision.as_str())
+                .bind(row.record.json.as_str())
+                .bind(row.prev_hash)
+                .bind(row.hash);
+        }
+        query.execute(&mut *tx).await?;
     }
     tx.commit().await
+}
+
+/// Rows per INSERT statement: 8 parameters each, far below SQLite's and
+/// PostgreSQL's parameter limits.
+const INSERT_CHUNK_ROWS: usize = 64;
+
+/// `INSERT … VALUES ($1,…,$8), ($9,…,$16), …` for `rows` rows.
+fn insert_sql(rows: usize) -> String {
+    use std::fmt::Write as _;
+    let mut sql = String::from(
+        "INSERT INTO audit_log (chain_id, seq, time_us, broker, decision, record, prev_hash, hash) VALUES ",
+    );
+    for r in 0..rows {
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        let b = r * 8;
+        let _ = write!(
+            sql,
+            "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+            b + 1,
+            b + 2,
+            b + 3,
+            b + 4,
+            b + 5,
+            b + 6,
+            b + 7,
+            b + 8
+        );
+    }
+    sql
 }
 
 /// Cheap check that the store answers and holds the audit table.
@@ -580,6 +614,14 @@ pub(crate) async fn list(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn insert_sql_numbers_parameters_per_row() {
+        assert_eq!(
+            insert_sql(2),
+            "INSERT INTO audit_log (chain_id, seq, time_us, broker, decision, record, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8), ($9, $10, $11, $12, $13, $14, $15, $16)"
+        );
+    }
 
     #[test]
     fn redacts_passwords() {
