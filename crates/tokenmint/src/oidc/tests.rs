@@ -18,9 +18,13 @@ async fn dev() -> DevIssuer {
 }
 
 fn issuer_config(dev: &DevIssuer) -> IssuerConfig {
+    config_for(&dev.issuer_url())
+}
+
+fn config_for(url: &str) -> IssuerConfig {
     IssuerConfig {
         name: "dev".into(),
-        url: dev.issuer_url(),
+        url: url.to_owned(),
         audiences: vec![AUD.into()],
         algorithms: vec![Algorithm::RS256],
         jwks_url: None,
@@ -38,6 +42,24 @@ fn verifier(configs: Vec<IssuerConfig>) -> Verifier {
         Duration::from_millis(800),
     )
     .unwrap()
+}
+
+/// A verifier whose fetches outlast the slow modes used below.
+fn patient_verifier(configs: Vec<IssuerConfig>) -> Verifier {
+    let configs: Vec<_> = configs.into_iter().map(Arc::new).collect();
+    Verifier::with_timeouts(&configs, Duration::from_secs(2), Duration::from_secs(10)).unwrap()
+}
+
+/// Waits (boundedly, generously: the test machine may be busy) until `done`.
+async fn eventually(what: &str, done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// A fixed "now" a little in the past, so tokens are built relative to it.
@@ -475,7 +497,12 @@ async fn cache_control_max_age_is_honoured_and_clamped() {
     // The next fetch carries a tiny max-age, which is clamped up to 5 minutes.
     dev.set_cache_control(Some("max-age=1".into()));
     let t2 = t0 + TimeDelta::seconds(3601);
+    // Stale: the cached key serves at once, and a background refresh runs.
     v.verify(&token_at(&dev, t2, json!({})), t2).await.unwrap();
+    eventually("the background refresh completes", || {
+        v.status()[0].fresh_until == Some(t2 + TimeDelta::seconds(300))
+    })
+    .await;
     assert_eq!(dev.jwks_fetch_count(), 2, "stale after max-age");
     let t3 = t2 + TimeDelta::seconds(200);
     v.verify(&token_at(&dev, t3, json!({})), t3).await.unwrap();
@@ -486,7 +513,7 @@ async fn cache_control_max_age_is_honoured_and_clamped() {
     );
     let t4 = t2 + TimeDelta::seconds(301);
     v.verify(&token_at(&dev, t4, json!({})), t4).await.unwrap();
-    assert_eq!(dev.jwks_fetch_count(), 3);
+    eventually("a third fetch", || dev.jwks_fetch_count() == 3).await;
 }
 
 #[tokio::test]
@@ -508,13 +535,19 @@ async fn failed_refresh_keeps_serving_cached_keys() {
         v.verify(&token_at(&dev, t1, json!({})), t1).await.unwrap();
         assert!(
             started.elapsed() < Duration::from_secs(2),
-            "{mode:?}: fetch must end within its timeout"
+            "{mode:?}: a known kid must not wait for the refresh"
         );
+        // The refresh runs in the background and fails within its timeout.
+        eventually("the refresh fails", || v.status()[0].failures == 1).await;
         assert_eq!(dev.jwks_fetch_count(), 2, "{mode:?}");
-        assert_eq!(v.status()[0].failures, 1, "{mode:?}");
+        assert_eq!(v.status()[0].fetches, 2, "{mode:?}");
         // Good keys were not replaced: after recovery nothing changed.
         dev.set_jwks_mode(JwksMode::Normal);
         v.verify(&token_at(&dev, t1, json!({})), t1).await.unwrap();
+        assert_eq!(v.status()[0].keys, 1, "{mode:?}");
+        // The failed attempt counts for the rate limit: no retry within 30 s.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(dev.jwks_fetch_count(), 2, "{mode:?}");
     }
 }
 
@@ -556,4 +589,104 @@ async fn signed_claims_are_reported_on_late_failures() {
         .await
         .unwrap_err();
     assert!(r.signed.is_none());
+}
+
+#[tokio::test]
+async fn a_dropped_request_does_not_cancel_the_fetch() {
+    let dev = dev().await;
+    dev.set_jwks_mode(JwksMode::Slow(Duration::from_secs(2)));
+    let v = Arc::new(patient_verifier(vec![issuer_config(&dev)]));
+    let t0 = now();
+    let token = token_at(&dev, t0, json!({}));
+    // A request that triggers the first fetch, then goes away mid-fetch (a
+    // client disconnect drops the request's future the same way).
+    let first = tokio::spawn({
+        let (v, token) = (v.clone(), token.clone());
+        async move { v.verify(&token, t0).await.map(|_| ()) }
+    });
+    eventually("the JWKS fetch starts", || dev.jwks_fetch_count() == 1).await;
+    first.abort();
+    assert!(first.await.unwrap_err().is_cancelled());
+    dev.set_jwks_mode(JwksMode::Normal);
+    // At the same `now`, well within the cold retry interval, the next request
+    // gets the keys that the orphaned fetch loads.
+    v.verify(&token, t0).await.unwrap();
+    assert_eq!(dev.jwks_fetch_count(), 1);
+    let status = &v.status()[0];
+    assert_eq!((status.fetches, status.failures), (1, 0));
+}
+
+#[tokio::test]
+async fn stale_keys_serve_known_kids_while_refreshing_in_the_background() {
+    let dev = dev().await;
+    let v = patient_verifier(vec![issuer_config(&dev)]);
+    let t0 = now();
+    v.verify(&token_at(&dev, t0, json!({})), t0).await.unwrap();
+    let fresh_until = v.status()[0].fresh_until;
+    dev.set_jwks_mode(JwksMode::Slow(Duration::from_secs(3)));
+    let t1 = t0 + TimeDelta::seconds(400);
+    let token = token_at(&dev, t1, json!({}));
+    let started = std::time::Instant::now();
+    v.verify(&token, t1).await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "a known kid must not wait for a slow refresh ({:?})",
+        started.elapsed()
+    );
+    eventually("a background fetch starts", || dev.jwks_fetch_count() == 2).await;
+    // While it is in flight, known kids are still served at once, and no
+    // second fetch starts.
+    let started = std::time::Instant::now();
+    v.verify(&token, t1).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // It completes with nobody waiting for it.
+    eventually("the background refresh completes", || {
+        v.status()[0].fresh_until > fresh_until
+    })
+    .await;
+    assert_eq!(dev.jwks_fetch_count(), 2);
+    let status = &v.status()[0];
+    assert_eq!((status.fetches, status.failures), (2, 0));
+    assert_eq!(status.fresh_until, Some(t1 + TimeDelta::seconds(300)));
+}
+
+#[tokio::test]
+async fn out_of_order_clocks_do_not_defeat_the_rate_limit() {
+    let dev = dev().await;
+    let v = verifier(vec![issuer_config(&dev)]);
+    let t0 = now();
+    v.verify(&token_at(&dev, t0, json!({})), t0).await.unwrap();
+    // Tokens with an unknown kid: each may trigger a refetch (and fails at key
+    // lookup, before any time check, so `at` only matters to the cache).
+    let stranger = RsaSigningKey::generate().unwrap();
+    let unknown = |at: OffsetDateTime| {
+        raw_token(
+            &stranger,
+            r#"{"alg":"RS256","kid":"unknown"}"#,
+            &payload(&dev, at, json!({})).to_string(),
+        )
+    };
+    let check = |at: OffsetDateTime, fetches: usize| {
+        let (v, dev, token) = (&v, &dev, unknown(at));
+        async move {
+            let e = err(v.verify(&token, at).await);
+            assert!(
+                matches!(e, VerifyError::Key(KeyLookupError::UnknownKid(_))),
+                "{e:?}"
+            );
+            assert_eq!(dev.jwks_fetch_count(), fetches, "at {at}");
+        }
+    };
+    let t1 = t0 + TimeDelta::seconds(31);
+    check(t1, 2).await;
+    // A request that read its clock a little earlier but got the lock later
+    // must not refetch (nor move the last attempt back).
+    check(t1 - TimeDelta::milliseconds(1), 2).await;
+    check(t1 - TimeDelta::seconds(29), 2).await;
+    check(t1 + TimeDelta::seconds(29), 2).await;
+    check(t1 + TimeDelta::seconds(30), 3).await;
+    // A clock that jumped back by more than the interval does not block refreshes.
+    let t2 = t1 + TimeDelta::seconds(30);
+    check(t2 - TimeDelta::seconds(31), 4).await;
+    check(t2 - TimeDelta::seconds(30), 4).await;
 }
