@@ -1,4 +1,4 @@
-//! The per-issuer key cache: discovery, JWKS fetches, Cache-Control freshness, single-flight refetch and its rate limit.
+//! The per-issuer key cache: discovery, JWKS fetches, Cache-Control freshness, single-flight refetch in its own task, stale-while-revalidate, and the refetch rate limit.
 
 use super::fetch::{FetchError, Fetcher};
 use super::jwks::{Jwk, JwksError, KeySet};
@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use time::OffsetDateTime;
+use tracing::Instrument as _;
 use url::Url;
 
 /// An unknown `kid` triggers at most one refetch per this interval per issuer.
@@ -63,15 +64,28 @@ pub(crate) struct CacheStats {
     pub(crate) jwks_failures: AtomicU64,
 }
 
-/// One issuer's keys.
+/// One issuer's keys. Shared (`Arc`) so that fetches can run in their own
+/// tasks, independent of the requests that asked for them.
 #[derive(Debug)]
 pub(crate) struct KeyCache {
     issuer: Arc<IssuerConfig>,
     fetcher: Fetcher,
     state: RwLock<State>,
-    /// Held while fetching, so concurrent misses share one fetch.
-    fetch_lock: tokio::sync::Mutex<()>,
+    /// Held for the whole of a fetch, by the task running it (not by the
+    /// request that started it), so concurrent misses share one fetch and a
+    /// dropped request cannot cancel it.
+    fetch_lock: Arc<tokio::sync::Mutex<()>>,
     pub(crate) stats: CacheStats,
+}
+
+/// What the cache holds for a `kid`, without I/O.
+enum Cached {
+    /// Found, and the key set is fresh.
+    Fresh(Arc<Jwk>),
+    /// Found, but the key set is stale.
+    Stale(Arc<Jwk>),
+    /// No keys, or no such key.
+    Miss,
 }
 
 impl KeyCache {
@@ -80,7 +94,7 @@ impl KeyCache {
             issuer,
             fetcher,
             state: RwLock::new(State::default()),
-            fetch_lock: tokio::sync::Mutex::new(()),
+            fetch_lock: Arc::new(tokio::sync::Mutex::new(())),
             stats: CacheStats::default(),
         }
     }
@@ -93,48 +107,57 @@ impl KeyCache {
         f(&mut self.state.write().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// A fresh cached key for `kid`, without I/O.
-    fn cached(&self, kid: Option<&str>, now: OffsetDateTime) -> Option<Arc<Jwk>> {
-        self.read(|s| {
-            let fresh = s.fresh_until.is_some_and(|t| now < t);
-            if fresh {
-                s.keys.as_ref().and_then(|k| k.find(kid))
-            } else {
-                None
-            }
+    fn cached(&self, kid: Option<&str>, now: OffsetDateTime) -> Cached {
+        self.read(|s| match s.keys.as_ref().and_then(|k| k.find(kid)) {
+            None => Cached::Miss,
+            Some(k) if s.fresh_until.is_some_and(|t| now < t) => Cached::Fresh(k),
+            Some(k) => Cached::Stale(k),
         })
     }
 
-    /// Finds the key for `kid`, fetching when the cache is empty, stale, or
-    /// lacks the kid — at most once per [`MIN_REFETCH_INTERVAL`] while keys
-    /// are cached. A failed refresh keeps the cached keys in service.
+    /// Finds the key for `kid`.
+    ///
+    /// - Fresh keys with the kid: returned, no I/O.
+    /// - Stale keys with the kid: returned at once; a refresh starts in the
+    ///   background (unless one is in flight or the rate limit forbids it).
+    /// - Otherwise (no keys, or no such kid): waits for a fetch, at most one
+    ///   per [`MIN_REFETCH_INTERVAL`] while keys are cached
+    ///   ([`COLD_RETRY_INTERVAL`] while none are), shared by concurrent
+    ///   requests.
+    ///
+    /// Fetches run in their own task, which holds the single-flight lock, so
+    /// dropping this future never cancels one. A failed refresh keeps the
+    /// cached keys in service.
     pub(crate) async fn key(
-        &self,
+        self: &Arc<Self>,
         kid: Option<&str>,
         now: OffsetDateTime,
     ) -> Result<Arc<Jwk>, KeyLookupError> {
-        if let Some(k) = self.cached(kid, now) {
-            return Ok(k);
-        }
-        let _flight = self.fetch_lock.lock().await;
-        // Another request may have refreshed while we waited.
-        if let Some(k) = self.cached(kid, now) {
-            return Ok(k);
-        }
-        let may_fetch = self.read(|s| {
-            let interval = if s.keys.is_some() {
-                MIN_REFETCH_INTERVAL
-            } else {
-                COLD_RETRY_INTERVAL
-            };
-            match s.last_attempt {
-                None => true,
-                // A clock that went backwards must not block refreshes forever.
-                Some(t) => now < t || now - t >= interval,
+        match self.cached(kid, now) {
+            Cached::Fresh(k) => return Ok(k),
+            Cached::Stale(k) => {
+                self.refresh_in_background(now);
+                return Ok(k);
             }
-        });
-        if may_fetch {
-            self.refresh(now).await;
+            Cached::Miss => {}
+        }
+        let flight = Arc::clone(&self.fetch_lock).lock_owned().await;
+        // Another request may have refreshed while we waited.
+        match self.cached(kid, now) {
+            Cached::Fresh(k) => return Ok(k),
+            Cached::Stale(k) => {
+                // Not awaited: this request has its key.
+                let _detached = self.spawn_refresh(flight, now);
+                return Ok(k);
+            }
+            Cached::Miss => {}
+        }
+        if let Some(task) = self.spawn_refresh(flight, now) {
+            // If this future is dropped here, the task still runs to the end
+            // and releases the lock when the state is updated.
+            if let Err(e) = task.await {
+                tracing::error!(issuer = %self.issuer.name, error = %e, "issuer key refresh task failed");
+            }
         }
         self.read(|s| match &s.keys {
             Some(keys) => keys.find(kid).ok_or_else(|| match kid {
@@ -149,8 +172,37 @@ impl KeyCache {
         })
     }
 
+    /// Starts a refresh without waiting for it, unless a fetch is already in
+    /// flight (it will refresh the keys) or the rate limit forbids one.
+    fn refresh_in_background(self: &Arc<Self>, now: OffsetDateTime) {
+        if let Ok(flight) = Arc::clone(&self.fetch_lock).try_lock_owned() {
+            let _detached = self.spawn_refresh(flight, now);
+        }
+    }
+
+    /// With the single-flight lock held (`flight`), spawns a refresh if the
+    /// rate limit allows one. The task owns the lock until the state is
+    /// updated; otherwise the lock is released on return.
+    fn spawn_refresh(
+        self: &Arc<Self>,
+        flight: tokio::sync::OwnedMutexGuard<()>,
+        now: OffsetDateTime,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        if !self.read(|s| may_fetch(s, now)) {
+            return None;
+        }
+        let cache = Arc::clone(self);
+        let task = async move {
+            cache.refresh(now).await;
+            drop(flight);
+        };
+        Some(tokio::spawn(task.instrument(tracing::Span::current())))
+    }
+
+    /// Fetches and installs the keys. Call only with the single-flight lock
+    /// held and after [`may_fetch`] allowed it.
     async fn refresh(&self, now: OffsetDateTime) {
-        self.write(|s| s.last_attempt = Some(now));
+        self.write(|s| s.last_attempt = Some(next_attempt(s, now)));
         self.stats.jwks_fetches.fetch_add(1, Ordering::Relaxed);
         match self.fetch().await {
             Ok((keys, freshness)) => {
@@ -224,6 +276,39 @@ impl KeyCache {
     }
 }
 
+/// The minimum time between fetch attempts in this state.
+fn refetch_interval(s: &State) -> Duration {
+    if s.keys.is_some() {
+        MIN_REFETCH_INTERVAL
+    } else {
+        COLD_RETRY_INTERVAL
+    }
+}
+
+/// Whether a fetch may start at `now`: never attempted, or the interval has
+/// elapsed since the last attempt. A `now` slightly before the last attempt
+/// (requests read the clock before queueing for the lock, so they arrive out
+/// of order) counts as "not elapsed"; only a clock that jumped backwards by
+/// more than the interval allows a fetch, so that it cannot block refreshes
+/// for long.
+fn may_fetch(s: &State, now: OffsetDateTime) -> bool {
+    let interval = refetch_interval(s);
+    match s.last_attempt {
+        None => true,
+        Some(last) => now - last >= interval || last - now > interval,
+    }
+}
+
+/// The `last_attempt` to record for an attempt at `now`: never earlier than
+/// the previous one, unless the clock jumped backwards by more than the
+/// interval (see [`may_fetch`]).
+fn next_attempt(s: &State, now: OffsetDateTime) -> OffsetDateTime {
+    match s.last_attempt {
+        Some(last) if last > now && last - now <= refetch_interval(s) => last,
+        _ => now,
+    }
+}
+
 /// How long a JWKS response stays fresh: `max-age`, clamped to
 /// [`MIN_FRESHNESS`]..=[`MAX_FRESHNESS`]; the minimum when absent.
 pub(crate) fn freshness(cache_control: Option<&str>) -> Duration {
@@ -261,5 +346,48 @@ mod tests {
         );
         assert_eq!(freshness(Some("max-age=999999999")), MAX_FRESHNESS);
         assert_eq!(freshness(Some("max-age=abc")), MIN_FRESHNESS);
+    }
+
+    fn at(s: i64) -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_700_000_000 + s).unwrap()
+    }
+
+    #[test]
+    fn rate_limit_ignores_slightly_earlier_clocks() {
+        let mut s = State {
+            last_attempt: Some(at(100)),
+            ..State::default()
+        };
+        // No keys: the cold interval (5 s) applies.
+        assert!(!may_fetch(&s, at(100)));
+        assert!(!may_fetch(&s, at(104)));
+        assert!(may_fetch(&s, at(105)));
+        // A request that read the clock a little earlier is not "elapsed".
+        assert!(!may_fetch(&s, at(99)));
+        assert!(!may_fetch(&s, at(95)));
+        // A real backwards jump (more than the interval) allows a fetch.
+        assert!(may_fetch(&s, at(94)));
+
+        // With keys: the refetch interval (30 s) applies.
+        s.keys = Some(Arc::new(KeySet::default()));
+        assert!(!may_fetch(&s, at(129)));
+        assert!(may_fetch(&s, at(130)));
+        assert!(!may_fetch(&s, at(99)));
+        assert!(!may_fetch(&s, at(70)));
+        assert!(may_fetch(&s, at(69)));
+    }
+
+    #[test]
+    fn last_attempt_never_moves_backwards_for_small_differences() {
+        let s = State {
+            last_attempt: Some(at(100)),
+            ..State::default()
+        };
+        assert_eq!(next_attempt(&s, at(106)), at(106));
+        assert_eq!(next_attempt(&s, at(99)), at(100));
+        assert_eq!(next_attempt(&s, at(95)), at(100));
+        // A backwards jump of more than the interval resets it.
+        assert_eq!(next_attempt(&s, at(94)), at(94));
+        assert_eq!(next_attempt(&State::default(), at(7)), at(7));
     }
 }

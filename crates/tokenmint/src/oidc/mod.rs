@@ -12,7 +12,8 @@
 //! 3. **issuer lookup**: the unverified `iss` must equal a configured issuer
 //!    URL byte for byte. No network I/O happens before this step succeeds;
 //! 4. **algorithm**: the header `alg` must be in that issuer's `algorithms`;
-//! 5. **key lookup**: by `kid` in the issuer's cached JWKS (may fetch);
+//! 5. **key lookup**: by `kid` in the issuer's cached JWKS (may fetch; see
+//!    [Keys](#keys));
 //! 6. **signature**: the JWK must agree with `alg` (`kty`, its `alg`, its
 //!    `use`), then the signature must verify;
 //! 7. **required claims**: `iss`, `sub`, `aud`, `exp`, `iat` present and
@@ -23,6 +24,37 @@
 //! 9. **audience**: `aud` (string or array) contains an accepted audience.
 //!
 //! The broker's trust policy is evaluated afterwards, by [`crate::exchange`].
+//!
+//! # Keys
+//!
+//! Each issuer has its own key cache:
+//!
+//! - **source**: `jwks_url` if configured, else the `jwks_uri` of
+//!   `{url}/.well-known/openid-configuration`, whose `issuer` must equal `url`
+//!   and whose `jwks_uri` must be `https://` (`http://` only on a loopback
+//!   host). Fetches time out ([`FETCH_CONNECT_TIMEOUT`],
+//!   [`FETCH_TOTAL_TIMEOUT`]), refuse bodies over 256 KiB (by
+//!   `Content-Length` or as read), and follow at most 3 redirects, all within
+//!   the same origin;
+//! - **freshness**: `Cache-Control: max-age`, clamped to
+//!   [`MIN_FRESHNESS`]..=[`MAX_FRESHNESS`] ([`MIN_FRESHNESS`] when absent);
+//! - **fresh keys** with the token's `kid` are used without I/O;
+//! - **stale keys** with the token's `kid` are used at once, and a refresh
+//!   starts in the background (not if one is already in flight);
+//! - **no keys, or no such `kid`**: the request waits for a fetch;
+//! - **single flight and rate limit**: one fetch at a time per issuer, shared
+//!   by every request that waits for it; a new attempt starts at most once per
+//!   [`MIN_REFETCH_INTERVAL`] while keys are cached, once per
+//!   [`COLD_RETRY_INTERVAL`] while none are. The interval is measured on the
+//!   requests' `now`: a `now` earlier than the last attempt counts as "not
+//!   elapsed" (and never moves the last attempt back), unless the clock went
+//!   backwards by more than the interval;
+//! - **cancellation**: a fetch runs in its own task, which holds the
+//!   single-flight lock; a request that goes away (client disconnect, timeout)
+//!   does not cancel it, so the attempt it used up is not wasted;
+//! - **failures**: a failed refresh (down, slow, garbage, too large, no usable
+//!   key) keeps the cached keys in service and rediscovers next time; with no
+//!   keys cached the request fails with [`VerifyError::KeysUnavailable`].
 
 mod algorithm;
 mod cache;
@@ -171,7 +203,7 @@ impl From<VerifyError> for Rejection {
 
 struct IssuerEntry {
     config: Arc<IssuerConfig>,
-    keys: KeyCache,
+    keys: Arc<KeyCache>,
 }
 
 /// Verifies tokens for a fixed set of configured issuers.
@@ -223,7 +255,7 @@ impl Verifier {
                     c.url.clone(),
                     IssuerEntry {
                         config: c.clone(),
-                        keys: KeyCache::new(c.clone(), fetcher.clone()),
+                        keys: Arc::new(KeyCache::new(c.clone(), fetcher.clone())),
                     },
                 )
             })

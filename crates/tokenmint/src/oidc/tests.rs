@@ -18,9 +18,13 @@ async fn dev() -> DevIssuer {
 }
 
 fn issuer_config(dev: &DevIssuer) -> IssuerConfig {
+    config_for(&dev.issuer_url())
+}
+
+fn config_for(url: &str) -> IssuerConfig {
     IssuerConfig {
         name: "dev".into(),
-        url: dev.issuer_url(),
+        url: url.to_owned(),
         audiences: vec![AUD.into()],
         algorithms: vec![Algorithm::RS256],
         jwks_url: None,
@@ -38,6 +42,32 @@ fn verifier(configs: Vec<IssuerConfig>) -> Verifier {
         Duration::from_millis(800),
     )
     .unwrap()
+}
+
+/// A verifier whose fetches outlast the slow modes used below.
+fn patient_verifier(configs: Vec<IssuerConfig>) -> Verifier {
+    let configs: Vec<_> = configs.into_iter().map(Arc::new).collect();
+    Verifier::with_timeouts(&configs, Duration::from_secs(2), Duration::from_secs(10)).unwrap()
+}
+
+/// Waits (boundedly, generously: the test machine may be busy) until `done`.
+async fn eventually(what: &str, done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The reason of a [`VerifyError::KeysUnavailable`], or a panic.
+fn unavailable_reason(r: Result<VerifiedClaims, Rejection>) -> String {
+    match err(r) {
+        VerifyError::KeysUnavailable { reason, .. } => reason,
+        other => panic!("expected KeysUnavailable, got {other:?}"),
+    }
 }
 
 /// A fixed "now" a little in the past, so tokens are built relative to it.
@@ -475,7 +505,12 @@ async fn cache_control_max_age_is_honoured_and_clamped() {
     // The next fetch carries a tiny max-age, which is clamped up to 5 minutes.
     dev.set_cache_control(Some("max-age=1".into()));
     let t2 = t0 + TimeDelta::seconds(3601);
+    // Stale: the cached key serves at once, and a background refresh runs.
     v.verify(&token_at(&dev, t2, json!({})), t2).await.unwrap();
+    eventually("the background refresh completes", || {
+        v.status()[0].fresh_until == Some(t2 + TimeDelta::seconds(300))
+    })
+    .await;
     assert_eq!(dev.jwks_fetch_count(), 2, "stale after max-age");
     let t3 = t2 + TimeDelta::seconds(200);
     v.verify(&token_at(&dev, t3, json!({})), t3).await.unwrap();
@@ -486,7 +521,7 @@ async fn cache_control_max_age_is_honoured_and_clamped() {
     );
     let t4 = t2 + TimeDelta::seconds(301);
     v.verify(&token_at(&dev, t4, json!({})), t4).await.unwrap();
-    assert_eq!(dev.jwks_fetch_count(), 3);
+    eventually("a third fetch", || dev.jwks_fetch_count() == 3).await;
 }
 
 #[tokio::test]
@@ -508,13 +543,19 @@ async fn failed_refresh_keeps_serving_cached_keys() {
         v.verify(&token_at(&dev, t1, json!({})), t1).await.unwrap();
         assert!(
             started.elapsed() < Duration::from_secs(2),
-            "{mode:?}: fetch must end within its timeout"
+            "{mode:?}: a known kid must not wait for the refresh"
         );
+        // The refresh runs in the background and fails within its timeout.
+        eventually("the refresh fails", || v.status()[0].failures == 1).await;
         assert_eq!(dev.jwks_fetch_count(), 2, "{mode:?}");
-        assert_eq!(v.status()[0].failures, 1, "{mode:?}");
+        assert_eq!(v.status()[0].fetches, 2, "{mode:?}");
         // Good keys were not replaced: after recovery nothing changed.
         dev.set_jwks_mode(JwksMode::Normal);
         v.verify(&token_at(&dev, t1, json!({})), t1).await.unwrap();
+        assert_eq!(v.status()[0].keys, 1, "{mode:?}");
+        // The failed attempt counts for the rate limit: no retry within 30 s.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(dev.jwks_fetch_count(), 2, "{mode:?}");
     }
 }
 
@@ -556,4 +597,439 @@ async fn signed_claims_are_reported_on_late_failures() {
         .await
         .unwrap_err();
     assert!(r.signed.is_none());
+}
+
+#[tokio::test]
+async fn a_dropped_request_does_not_cancel_the_fetch() {
+    let dev = dev().await;
+    dev.set_jwks_mode(JwksMode::Slow(Duration::from_secs(2)));
+    let v = Arc::new(patient_verifier(vec![issuer_config(&dev)]));
+    let t0 = now();
+    let token = token_at(&dev, t0, json!({}));
+    // A request that triggers the first fetch, then goes away mid-fetch (a
+    // client disconnect drops the request's future the same way).
+    let first = tokio::spawn({
+        let (v, token) = (v.clone(), token.clone());
+        async move { v.verify(&token, t0).await.map(|_| ()) }
+    });
+    eventually("the JWKS fetch starts", || dev.jwks_fetch_count() == 1).await;
+    first.abort();
+    assert!(first.await.unwrap_err().is_cancelled());
+    dev.set_jwks_mode(JwksMode::Normal);
+    // At the same `now`, well within the cold retry interval, the next request
+    // gets the keys that the orphaned fetch loads.
+    v.verify(&token, t0).await.unwrap();
+    assert_eq!(dev.jwks_fetch_count(), 1);
+    let status = &v.status()[0];
+    assert_eq!((status.fetches, status.failures), (1, 0));
+}
+
+#[tokio::test]
+async fn stale_keys_serve_known_kids_while_refreshing_in_the_background() {
+    let dev = dev().await;
+    let v = patient_verifier(vec![issuer_config(&dev)]);
+    let t0 = now();
+    v.verify(&token_at(&dev, t0, json!({})), t0).await.unwrap();
+    let fresh_until = v.status()[0].fresh_until;
+    dev.set_jwks_mode(JwksMode::Slow(Duration::from_secs(3)));
+    let t1 = t0 + TimeDelta::seconds(400);
+    let token = token_at(&dev, t1, json!({}));
+    let started = std::time::Instant::now();
+    v.verify(&token, t1).await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "a known kid must not wait for a slow refresh ({:?})",
+        started.elapsed()
+    );
+    eventually("a background fetch starts", || dev.jwks_fetch_count() == 2).await;
+    // While it is in flight, known kids are still served at once, and no
+    // second fetch starts.
+    let started = std::time::Instant::now();
+    v.verify(&token, t1).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // It completes with nobody waiting for it.
+    eventually("the background refresh completes", || {
+        v.status()[0].fresh_until > fresh_until
+    })
+    .await;
+    assert_eq!(dev.jwks_fetch_count(), 2);
+    let status = &v.status()[0];
+    assert_eq!((status.fetches, status.failures), (2, 0));
+    assert_eq!(status.fresh_until, Some(t1 + TimeDelta::seconds(300)));
+}
+
+#[tokio::test]
+async fn out_of_order_clocks_do_not_defeat_the_rate_limit() {
+    let dev = dev().await;
+    let v = verifier(vec![issuer_config(&dev)]);
+    let t0 = now();
+    v.verify(&token_at(&dev, t0, json!({})), t0).await.unwrap();
+    // Tokens with an unknown kid: each may trigger a refetch (and fails at key
+    // lookup, before any time check, so `at` only matters to the cache).
+    let stranger = RsaSigningKey::generate().unwrap();
+    let unknown = |at: OffsetDateTime| {
+        raw_token(
+            &stranger,
+            r#"{"alg":"RS256","kid":"unknown"}"#,
+            &payload(&dev, at, json!({})).to_string(),
+        )
+    };
+    let check = |at: OffsetDateTime, fetches: usize| {
+        let (v, dev, token) = (&v, &dev, unknown(at));
+        async move {
+            let e = err(v.verify(&token, at).await);
+            assert!(
+                matches!(e, VerifyError::Key(KeyLookupError::UnknownKid(_))),
+                "{e:?}"
+            );
+            assert_eq!(dev.jwks_fetch_count(), fetches, "at {at}");
+        }
+    };
+    let t1 = t0 + TimeDelta::seconds(31);
+    check(t1, 2).await;
+    // A request that read its clock a little earlier but got the lock later
+    // must not refetch (nor move the last attempt back).
+    check(t1 - TimeDelta::milliseconds(1), 2).await;
+    check(t1 - TimeDelta::seconds(29), 2).await;
+    check(t1 + TimeDelta::seconds(29), 2).await;
+    check(t1 + TimeDelta::seconds(30), 3).await;
+    // A clock that jumped back by more than the interval does not block refreshes.
+    let t2 = t1 + TimeDelta::seconds(30);
+    check(t2 - TimeDelta::seconds(31), 4).await;
+    check(t2 - TimeDelta::seconds(30), 4).await;
+}
+
+// --- Fetch misbehaviour, from a scripted server ---------------------------
+
+const DISCOVERY: &str = "/.well-known/openid-configuration";
+
+/// What the scripted server answers on one path.
+#[derive(Clone)]
+enum Reply {
+    Json(Value),
+    /// 302 to this URL.
+    Redirect(String),
+    /// `head`, then spaces up to `len` bytes, with a `Content-Length`.
+    Padded {
+        head: String,
+        len: usize,
+    },
+    /// The same bytes, chunked, with no `Content-Length`.
+    Chunked {
+        head: String,
+        len: usize,
+    },
+    /// Declares `Content-Length: len`, sends `head`, then stalls.
+    Stalled {
+        head: String,
+        len: usize,
+    },
+}
+
+#[derive(Default)]
+struct Script {
+    routes: HashMap<String, Reply>,
+    hits: HashMap<String, usize>,
+}
+
+/// A tiny HTTP server on 127.0.0.1 that answers as scripted and counts requests.
+struct Scripted {
+    base: String,
+    port: u16,
+    script: Arc<std::sync::Mutex<Script>>,
+}
+
+impl Scripted {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let script = Arc::new(std::sync::Mutex::new(Script::default()));
+        let app = axum::Router::new()
+            .fallback(scripted_reply)
+            .with_state(script.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self {
+            base: format!("http://127.0.0.1:{port}"),
+            port,
+            script,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn route(&self, path: &str, reply: Reply) {
+        self.script
+            .lock()
+            .unwrap()
+            .routes
+            .insert(path.to_owned(), reply);
+    }
+
+    fn hits(&self, path: &str) -> usize {
+        self.script
+            .lock()
+            .unwrap()
+            .hits
+            .get(path)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn total_hits(&self) -> usize {
+        self.script.lock().unwrap().hits.values().sum()
+    }
+}
+
+async fn scripted_reply(
+    axum::extract::State(script): axum::extract::State<Arc<std::sync::Mutex<Script>>>,
+    uri: http::Uri,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let reply = {
+        let mut s = script.lock().unwrap();
+        *s.hits.entry(uri.path().to_owned()).or_default() += 1;
+        s.routes.get(uri.path()).cloned()
+    };
+    let json = [(http::header::CONTENT_TYPE, "application/json")];
+    match reply {
+        None => http::StatusCode::NOT_FOUND.into_response(),
+        Some(Reply::Json(v)) => axum::Json(v).into_response(),
+        Some(Reply::Redirect(to)) => {
+            (http::StatusCode::FOUND, [(http::header::LOCATION, to)]).into_response()
+        }
+        Some(Reply::Padded { head, len }) => (json, padded(&head, len)).into_response(),
+        Some(Reply::Chunked { head, len }) => {
+            let chunks = padded(&head, len)
+                .chunks(16 * 1024)
+                .map(bytes::Bytes::copy_from_slice)
+                .collect();
+            let body = Trickle {
+                chunks,
+                declared: None,
+            };
+            (json, axum::body::Body::new(body)).into_response()
+        }
+        Some(Reply::Stalled { head, len }) => {
+            let body = Trickle {
+                chunks: [bytes::Bytes::from(head)].into(),
+                declared: Some(len as u64),
+            };
+            (json, axum::body::Body::new(body)).into_response()
+        }
+    }
+}
+
+fn padded(head: &str, len: usize) -> Vec<u8> {
+    let mut body = head.as_bytes().to_vec();
+    assert!(body.len() <= len);
+    body.resize(len, b' ');
+    body
+}
+
+/// A response body sent in separate chunks. With `declared`, its length is
+/// announced and it stalls (forever) after the chunks; without, it is
+/// sent chunked with no `Content-Length`.
+struct Trickle {
+    chunks: std::collections::VecDeque<bytes::Bytes>,
+    declared: Option<u64>,
+}
+
+impl hyper::body::Body for Trickle {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, Self::Error>>> {
+        use std::task::Poll;
+        match self.chunks.pop_front() {
+            Some(chunk) => Poll::Ready(Some(Ok(hyper::body::Frame::data(chunk)))),
+            None if self.declared.is_some() => Poll::Pending,
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.declared
+            .map(hyper::body::SizeHint::with_exact)
+            .unwrap_or_default()
+    }
+}
+
+fn jwks_of(keys: &[&RsaSigningKey]) -> Value {
+    json!({ "keys": keys.iter().map(|k| k.public_jwk()).collect::<Vec<_>>() })
+}
+
+fn discovery_doc(issuer: &str, jwks_uri: &str) -> Value {
+    json!({ "issuer": issuer, "jwks_uri": jwks_uri })
+}
+
+fn signed_by(key: &RsaSigningKey, iss: &str, at: OffsetDateTime) -> String {
+    let t = at.unix_timestamp();
+    let claims = json!({"iss": iss, "sub": "repo:acme/app:ref:refs/heads/main", "aud": AUD, "iat": t, "nbf": t, "exp": t + 300});
+    key.sign_jwt(&claims, true).unwrap()
+}
+
+#[tokio::test]
+async fn redirects_are_followed_only_within_the_origin() {
+    let key = RsaSigningKey::generate().unwrap();
+    let a = Scripted::start().await;
+    let b = Scripted::start().await;
+    let t0 = now();
+    let token = signed_by(&key, &a.base, t0);
+
+    // Same origin: both the discovery and the JWKS fetch are redirected, and followed.
+    a.route(DISCOVERY, Reply::Redirect(a.url("/moved/discovery")));
+    a.route(
+        "/moved/discovery",
+        Reply::Json(discovery_doc(&a.base, &a.url("/jwks"))),
+    );
+    a.route("/jwks", Reply::Redirect(a.url("/moved/jwks")));
+    a.route("/moved/jwks", Reply::Json(jwks_of(&[&key])));
+    let v = verifier(vec![config_for(&a.base)]);
+    v.verify(&token, t0).await.unwrap();
+    assert_eq!(a.hits("/moved/jwks"), 1);
+
+    // Another origin (same host, other port) would serve good answers, but
+    // must never be asked.
+    b.route(
+        DISCOVERY,
+        Reply::Json(discovery_doc(&a.base, &b.url("/jwks"))),
+    );
+    b.route("/jwks", Reply::Json(jwks_of(&[&key])));
+
+    // Discovery redirected to the other origin.
+    a.route(DISCOVERY, Reply::Redirect(b.url(DISCOVERY)));
+    let v = verifier(vec![config_for(&a.base)]);
+    let reason = unavailable_reason(v.verify(&token, t0).await);
+    assert!(reason.contains("redirect"), "{reason}");
+    assert_eq!(b.total_hits(), 0);
+
+    // JWKS redirected to the other origin.
+    a.route(
+        DISCOVERY,
+        Reply::Json(discovery_doc(&a.base, &a.url("/jwks"))),
+    );
+    a.route("/jwks", Reply::Redirect(b.url("/jwks")));
+    let v = verifier(vec![config_for(&a.base)]);
+    let reason = unavailable_reason(v.verify(&token, t0).await);
+    assert!(reason.contains("redirect"), "{reason}");
+    assert_eq!(b.total_hits(), 0);
+}
+
+#[tokio::test]
+async fn oversized_responses_are_refused_and_never_replace_keys() {
+    let max = super::fetch::MAX_BODY_BYTES;
+    assert_eq!(max, 256 * 1024);
+    let too_large = format!("more than {max} bytes");
+    let old = RsaSigningKey::generate().unwrap();
+    let new = RsaSigningKey::generate().unwrap();
+    let t0 = now();
+    let t1 = t0 + TimeDelta::seconds(31);
+    let oversized = |head: String| {
+        [
+            Reply::Padded {
+                head: head.clone(),
+                len: max + 1,
+            },
+            Reply::Chunked {
+                head: head.clone(),
+                len: max + 1,
+            },
+            // Refused on the header alone, before the body arrives.
+            Reply::Stalled { head, len: max + 1 },
+        ]
+    };
+    for (i, reply) in oversized(jwks_of(&[&old]).to_string())
+        .into_iter()
+        .enumerate()
+    {
+        let s = Scripted::start().await;
+        let mut cfg = config_for(&s.base);
+        cfg.jwks_url = Some(url::Url::parse(&s.url("/jwks")).unwrap());
+
+        // No keys cached: an oversized (otherwise valid) JWKS is refused.
+        s.route("/jwks", reply);
+        let v = verifier(vec![cfg.clone()]);
+        let reason = unavailable_reason(v.verify(&signed_by(&old, &s.base, t0), t0).await);
+        assert!(reason.contains(&too_large), "variant {i}: {reason}");
+
+        // Keys cached: an oversized JWKS with a new key replaces nothing.
+        s.route("/jwks", Reply::Json(jwks_of(&[&old])));
+        let v = verifier(vec![cfg]);
+        v.verify(&signed_by(&old, &s.base, t0), t0).await.unwrap();
+        s.route("/jwks", oversized(jwks_of(&[&new]).to_string())[i].clone());
+        let e = err(v.verify(&signed_by(&new, &s.base, t1), t1).await);
+        assert!(
+            matches!(e, VerifyError::Key(KeyLookupError::UnknownKid(_))),
+            "variant {i}: {e:?}"
+        );
+        let status = &v.status()[0];
+        assert_eq!((status.fetches, status.failures), (2, 1), "variant {i}");
+        v.verify(&signed_by(&old, &s.base, t1), t1).await.unwrap();
+    }
+
+    // Exactly the limit is accepted.
+    let s = Scripted::start().await;
+    let mut cfg = config_for(&s.base);
+    cfg.jwks_url = Some(url::Url::parse(&s.url("/jwks")).unwrap());
+    s.route(
+        "/jwks",
+        Reply::Padded {
+            head: jwks_of(&[&old]).to_string(),
+            len: max,
+        },
+    );
+    let v = verifier(vec![cfg]);
+    v.verify(&signed_by(&old, &s.base, t0), t0).await.unwrap();
+
+    // The discovery document is capped too.
+    let s = Scripted::start().await;
+    s.route(
+        DISCOVERY,
+        Reply::Padded {
+            head: discovery_doc(&s.base, &s.url("/jwks")).to_string(),
+            len: max + 1,
+        },
+    );
+    s.route("/jwks", Reply::Json(jwks_of(&[&old])));
+    let v = verifier(vec![config_for(&s.base)]);
+    let reason = unavailable_reason(v.verify(&signed_by(&old, &s.base, t0), t0).await);
+    assert!(reason.contains(&too_large), "{reason}");
+    assert_eq!(s.hits("/jwks"), 0);
+}
+
+#[tokio::test]
+async fn discovered_plain_http_jwks_uri_off_loopback_is_refused() {
+    let key = RsaSigningKey::generate().unwrap();
+    let s = Scripted::start().await;
+    let t0 = now();
+    let token = signed_by(&key, &s.base, t0);
+    s.route("/jwks", Reply::Json(jwks_of(&[&key])));
+    // 0.0.0.0 is not a loopback address, yet on Linux it reaches this server:
+    // without the rule, the fetch would be made (and would succeed).
+    for jwks_uri in [
+        format!("http://0.0.0.0:{}/jwks", s.port),
+        "http://keys.example/jwks".to_owned(),
+    ] {
+        s.route(DISCOVERY, Reply::Json(discovery_doc(&s.base, &jwks_uri)));
+        let v = verifier(vec![config_for(&s.base)]);
+        let reason = unavailable_reason(v.verify(&token, t0).await);
+        assert!(
+            reason.contains("http:// on a non-loopback host"),
+            "{jwks_uri}: {reason}"
+        );
+        assert_eq!(s.hits("/jwks"), 0, "{jwks_uri}");
+    }
+    // The same document with a loopback jwks_uri works.
+    s.route(
+        DISCOVERY,
+        Reply::Json(discovery_doc(&s.base, &s.url("/jwks"))),
+    );
+    let v = verifier(vec![config_for(&s.base)]);
+    v.verify(&token, t0).await.unwrap();
+    assert_eq!(s.hits("/jwks"), 1);
 }
