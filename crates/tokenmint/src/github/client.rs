@@ -1619,6 +1619,9 @@ mod tests {
             .with_writer(move || sink.clone())
             .finish();
         let _guard = tracing::subscriber::set_default(subscriber);
+        // Other test threads may have cached "nobody listens" for these
+        // callsites before this thread's subscriber existed; recompute.
+        tracing::callsite::rebuild_interest_cache();
 
         let f = fixture_with(Duration::from_millis(300), "").await;
         let mut errors = Vec::new();
