@@ -423,38 +423,58 @@ pub(crate) struct NewRow<'a> {
     pub(crate) record: &'a PreparedRecord,
 }
 
-/// Inserts rows in one transaction: all of them are committed, or none.
+/// Inserts rows atomically: all of them are committed, or none.
 pub(crate) async fn insert_batch(
     pool: &AnyPool,
     chain_id: &str,
     rows: &[NewRow<'_>],
 ) -> Result<(), sqlx::Error> {
+    // A single statement is atomic on its own (SQLite and PostgreSQL both
+    // wrap it in an implicit transaction), so a batch that fits one INSERT
+    // costs one round trip to the driver instead of three (BEGIN, INSERT,
+    // COMMIT); for SQLite each is a hop to its worker thread.
+    if rows.len() <= INSERT_CHUNK_ROWS {
+        let sql = insert_sql(rows.len());
+        return insert_query(&sql, chain_id, rows)?
+            .execute(pool)
+            .await
+            .map(|_| ());
+    }
     let mut tx = pool.begin().await?;
-    // One multi-row INSERT per chunk: each statement is a round trip to the
-    // driver (for SQLite, to its worker thread), so per-row statements would
-    // dominate the cost of a busy batch.
     for chunk in rows.chunks(INSERT_CHUNK_ROWS) {
         let sql = insert_sql(chunk.len());
-        let mut query = sqlx::query(&sql);
-        for row in chunk {
-            query = query
-                .bind(chain_id)
-                .bind(seq_to_db(row.seq)?)
-                .bind(row.record.time_us)
-                .bind(row.record.broker.as_str())
-                .bind(row.record.decision.as_str())
-                .bind(row.record.json.as_str())
-                .bind(row.prev_hash)
-                .bind(row.hash);
-        }
-        query.execute(&mut *tx).await?;
+        insert_query(&sql, chain_id, chunk)?
+            .execute(&mut *tx)
+            .await?;
     }
     tx.commit().await
 }
 
-/// Rows per INSERT statement: 8 parameters each, far below SQLite's and
-/// PostgreSQL's parameter limits.
-const INSERT_CHUNK_ROWS: usize = 64;
+/// One multi-row INSERT for `rows`.
+fn insert_query<'q>(
+    sql: &'q str,
+    chain_id: &'q str,
+    rows: &'q [NewRow<'_>],
+) -> Result<sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>, sqlx::Error> {
+    let mut query = sqlx::query(sql);
+    for row in rows {
+        query = query
+            .bind(chain_id)
+            .bind(seq_to_db(row.seq)?)
+            .bind(row.record.time_us)
+            .bind(row.record.broker.as_str())
+            .bind(row.record.decision.as_str())
+            .bind(row.record.json.as_str())
+            .bind(row.prev_hash)
+            .bind(row.hash);
+    }
+    Ok(query)
+}
+
+/// Rows per INSERT statement: 8 parameters each (2048 in all), far below
+/// SQLite's (32766) and PostgreSQL's (65535) parameter limits. At least the
+/// writer's default batch size, so a batch is normally one statement.
+const INSERT_CHUNK_ROWS: usize = 256;
 
 /// `INSERT … VALUES ($1,…,$8), ($9,…,$16), …` for `rows` rows.
 fn insert_sql(rows: usize) -> String {

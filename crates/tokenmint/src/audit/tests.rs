@@ -996,3 +996,49 @@ async fn debug_shows_no_password() {
         "{text}"
     );
 }
+
+scenario!(a_batch_larger_than_one_statement_is_one_transaction);
+async fn a_batch_larger_than_one_statement_is_one_transaction(db: &TestDb) {
+    use super::store::{insert_batch, NewRow};
+    let log = db.open().await; // creates the schema
+    let prepared: Vec<_> = (0..600u32)
+        .map(|i| super::record::prepare(rec(i, "b", Decision::Deny)).unwrap())
+        .collect();
+    let hashes: Vec<String> = (0..600).map(|i| format!("{i:064x}")).collect();
+    let rows: Vec<NewRow<'_>> = prepared
+        .iter()
+        .enumerate()
+        .map(|(i, record)| NewRow {
+            seq: i as u64 + 1,
+            prev_hash: &hashes[i],
+            hash: &hashes[i],
+            record,
+        })
+        .collect();
+    let raw = db.raw().await;
+    insert_batch(&raw, "bulk", &rows).await.unwrap();
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE chain_id = 'bulk'")
+        .fetch_one(&raw)
+        .await
+        .unwrap();
+    assert_eq!(count, 600);
+    // All or nothing: a batch whose last chunk collides commits none of it.
+    let clash: Vec<NewRow<'_>> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| NewRow {
+            seq: if i == 599 { 600 } else { 1000 + i as u64 },
+            ..*r
+        })
+        .collect();
+    assert!(insert_batch(&raw, "bulk", &clash).await.is_err());
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE chain_id = 'bulk'")
+        .fetch_one(&raw)
+        .await
+        .unwrap();
+    assert_eq!(
+        count, 600,
+        "a failed multi-statement batch must leave nothing behind"
+    );
+    drop(log);
+}
