@@ -61,6 +61,17 @@ struct DevArgs {
     /// Where to write the generated config, App key and audit database.
     #[arg(long, default_value = ".tokenmint-dev")]
     dir: PathBuf,
+    /// Override a claim in every token the local issuer mints, e.g.
+    /// `--claim ref=refs/heads/dev` or `--claim environment=prod`; `--claim NAME=` removes it.
+    #[arg(long = "claim", value_name = "NAME=VALUE", value_parser = parse_claim)]
+    claims: Vec<(String, String)>,
+}
+
+fn parse_claim(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
+        _ => Err(format!("{s:?} is not NAME=VALUE")),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -203,6 +214,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let stack = DevStack::start(DevStackOptions {
                 listen: args.listen,
                 dir: args.dir,
+                claims: args.claims,
             })
             .await?;
             let mut out = std::io::stdout().lock();

@@ -26,10 +26,15 @@ struct Dev {
 
 impl Dev {
     fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    fn start_with(extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut child = bin()
             .args(["dev", "--listen", "127.0.0.1:0", "--dir"])
             .arg(dir.path())
+            .args(extra)
             .env("TOKENMINT_LOG", "debug")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -494,4 +499,22 @@ fn exchange_without_a_token_source_explains_what_to_do() {
         "{}",
         text(&out.stderr)
     );
+}
+
+#[test]
+fn dev_claim_overrides_reach_the_policy() {
+    // The example broker requires ref to match refs/heads/(main|release/.*).
+    let dev = Dev::start_with(&["--claim", "ref=refs/heads/dev"]);
+    let out = dev.exchange("widgets-read", &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    // The dev config explains denials, so the failing condition is named.
+    assert!(
+        text(&out.stderr).contains("claim ref \"refs/heads/dev\""),
+        "{}",
+        text(&out.stderr)
+    );
+    dev.stop();
+    let dev = Dev::start_with(&["--claim", "ref=refs/heads/release/1.2"]);
+    assert!(dev.exchange("widgets-read", &[]).status.success());
+    dev.stop();
 }

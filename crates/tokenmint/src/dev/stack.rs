@@ -68,6 +68,10 @@ pub struct DevStackOptions {
     pub listen: SocketAddr,
     /// Directory for the generated config, App key and audit database.
     pub dir: PathBuf,
+    /// Claims the local issuer puts in every token instead of its
+    /// GitHub-shaped defaults (e.g. `ref` = `refs/heads/dev` to see a denial);
+    /// an empty value removes the claim.
+    pub claims: Vec<(String, String)>,
 }
 
 /// A running dev stack.
@@ -126,8 +130,11 @@ impl DevStack {
         let loopback = SocketAddr::new(opts.listen.ip(), 0);
 
         let request_token = uuid::Uuid::new_v4().simple().to_string();
-        let issuer =
-            DevIssuer::spawn(bind(loopback).await?, DevIssuerConfig::new(request_token)).await?;
+        let issuer = DevIssuer::spawn(
+            bind(loopback).await?,
+            issuer_config(request_token, &opts.claims),
+        )
+        .await?;
 
         let (app_key, app_pem) = RsaSigningKey::generate_pem()?;
         let github = GithubStandIn::spawn(
@@ -250,6 +257,19 @@ impl DevStack {
         drop(self);
         result
     }
+}
+
+fn issuer_config(request_token: String, claims: &[(String, String)]) -> DevIssuerConfig {
+    let mut config = DevIssuerConfig::new(request_token);
+    for (name, value) in claims {
+        let value = if value.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::Value::String(value.clone())
+        };
+        config.default_claims.insert(name.clone(), value);
+    }
+    config
 }
 
 /// The example configuration the dev stack runs with.
