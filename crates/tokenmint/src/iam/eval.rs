@@ -1,6 +1,8 @@
 //! Evaluation: one web-identity request against an [`IamPolicy`], deny by default, with the reason for every statement.
 
-use super::document::{Compiled, Condition, Effect, IamPolicy, Principal, PrincipalKind, Statement};
+use super::document::{
+    Compiled, Condition, Effect, IamPolicy, Principal, PrincipalKind, Statement,
+};
 use super::{OperatorKind, SetQualifier};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -356,7 +358,7 @@ fn condition_holds(condition: &Condition, present: Option<&[String]>) -> bool {
     if operator.kind == OperatorKind::Null {
         let absent = present.is_none();
         return match &condition.compiled {
-            Compiled::Bools(wants) => wants.iter().any(|want_absent| *want_absent == absent),
+            Compiled::Bools(wants) => wants.contains(&absent),
             _ => false,
         };
     }
@@ -389,7 +391,7 @@ fn matches_any(condition: &Condition, value: &str) -> bool {
         Compiled::Exact => condition.values().iter().any(|p| p == value),
         Compiled::Folded(folded) => {
             let value = value.to_lowercase();
-            folded.iter().any(|p| *p == value)
+            folded.contains(&value)
         }
         Compiled::Like(patterns) => patterns.iter().any(|p| match p {
             Some(glob) => glob.is_match(value),

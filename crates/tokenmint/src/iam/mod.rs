@@ -65,12 +65,13 @@ mod eval;
 mod tests;
 
 pub use document::{
-    ActionMatch, Condition, ConditionOperator, Effect, IamPolicy, OperatorKind, Principal,
-    PrincipalId, PrincipalKind, PolicyVersion, SetQualifier, Statement, TrustPolicy,
+    ActionMatch, Condition, ConditionOperator, Effect, IamPolicy, OperatorKind, PolicyVersion,
+    Principal, PrincipalId, PrincipalKind, SetQualifier, Statement, TrustPolicy,
 };
 pub use eval::{
     ConditionFailure, DenialCause, IamAllow, IamDecision, IamDenial, Mismatch, StatementOutcome,
-    StatementRef, WebIdentityRequest, ASSUME_ROLE_WITH_WEB_IDENTITY, GITHUB_ACTIONS_PROVIDER, GITHUB_CLAIM_KEYS,
+    StatementRef, WebIdentityRequest, ASSUME_ROLE_WITH_WEB_IDENTITY, GITHUB_ACTIONS_PROVIDER,
+    GITHUB_CLAIM_KEYS,
 };
 
 /// Why an IAM trust-policy document was refused. Each message says where
