@@ -7,6 +7,7 @@
 //! - [`config`]: the TOML file, parsed once into validated types (issuers, brokers, GitHub App).
 //! - [`oidc`]: JOSE parsing, issuer selection, discovery, the JWKS cache, signature and claim checks.
 //! - [`policy`]: a broker's trust policy, compiled from `[broker.claims]`, evaluated against verified claims.
+//! - [`iam`]: AWS IAM trust-policy documents for web identity, parsed and evaluated the way STS does.
 //! - [`github`]: the GitHub App client (App JWT, installation lookup, mint, revoke) and permission vocabulary.
 //! - [`audit`]: the tamper-evident audit log (SQLite by default), its writer, verifier and reader.
 //! - [`exchange`]: the one function that runs an exchange: verify, authorize, mint, audit.
@@ -24,6 +25,7 @@ pub mod dev;
 pub mod exchange;
 pub mod github;
 pub mod http;
+pub mod iam;
 pub mod keys;
 mod net;
 pub mod oidc;

@@ -30,7 +30,7 @@ pub struct Glob {
 /// Why a `like` pattern was refused. Turned into a
 /// [`PolicyError`](super::PolicyError) by the compiler, which knows the claim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum GlobDefect {
+pub(crate) enum GlobDefect {
     /// The pattern is the empty string.
     Empty,
     /// The pattern holds a control character, which no honest claim pattern
@@ -45,7 +45,7 @@ pub(super) enum GlobDefect {
 
 impl Glob {
     /// Compiles a `like` pattern.
-    pub(super) fn new(pattern: &str) -> Result<Self, GlobDefect> {
+    pub(crate) fn new(pattern: &str) -> Result<Self, GlobDefect> {
         if pattern.is_empty() {
             return Err(GlobDefect::Empty);
         }
