@@ -4,6 +4,7 @@
 //! the file, the entry and the fix.
 
 use crate::github::Permissions;
+use crate::iam::{IamPolicy, Principal, PrincipalKind};
 use crate::keys::RsaSigningKey;
 use crate::oidc::Algorithm;
 use crate::policy::TrustPolicy;
@@ -108,8 +109,8 @@ struct RawBroker {
     repository: String,
     permissions: BTreeMap<String, String>,
     repository_id: Option<String>,
-    #[serde(default)]
-    claims: toml::Table,
+    claims: Option<toml::Table>,
+    trust_policy_file: Option<PathBuf>,
 }
 
 // ---------------------------------------------------------- validated shapes
@@ -207,7 +208,37 @@ pub struct Broker {
     /// The fixed permission set.
     pub permissions: Permissions,
     /// Who may use it.
-    pub policy: TrustPolicy,
+    pub policy: BrokerPolicy,
+}
+
+/// A broker's trust policy: tokenmint's own claim conditions, or an AWS IAM
+/// trust-policy document evaluated the way STS evaluates it.
+#[derive(Debug, Clone)]
+pub enum BrokerPolicy {
+    /// `[broker.claims]`.
+    Claims(TrustPolicy),
+    /// `trust_policy_file = "trust.json"`.
+    Iam {
+        /// The parsed document.
+        policy: IamPolicy,
+        /// The file it came from (for messages).
+        file: PathBuf,
+        /// The issuer URL without its scheme: the provider part of
+        /// `arn:aws:iam::ACCOUNT:oidc-provider/HOST/PATH` and of condition keys.
+        provider: String,
+        /// The account named in the document's matching `Principal.Federated`.
+        account: String,
+    },
+}
+
+impl BrokerPolicy {
+    /// The claim conditions, when the broker uses `[broker.claims]`.
+    pub fn claims(&self) -> Option<&TrustPolicy> {
+        match self {
+            Self::Claims(p) => Some(p),
+            Self::Iam { .. } => None,
+        }
+    }
 }
 
 impl Broker {
@@ -257,12 +288,15 @@ impl Config {
             return Err(v.invalid("[[issuer]]", "no issuers are configured; add an [[issuer]] entry (name, url, audiences) for the CI provider whose tokens you accept"));
         }
         let mut issuers = Vec::new();
-        let mut issuer_names = HashSet::new();
+        let mut issuer_names = BTreeMap::new();
         let mut issuer_urls = HashSet::new();
         for raw in raw.issuer {
             let issuer = v.issuer(raw)?;
             let entry = format!("[[issuer]] {:?}", issuer.name);
-            if !issuer_names.insert(issuer.name.clone()) {
+            if issuer_names
+                .insert(issuer.name.clone(), issuer.url.clone())
+                .is_some()
+            {
                 return Err(v.invalid(
                     &entry,
                     "duplicate issuer name; give each [[issuer]] a unique name",
@@ -462,12 +496,15 @@ impl Validator<'_> {
         })
     }
 
-    fn broker(&self, raw: RawBroker, issuers: &HashSet<String>) -> Result<Broker, ConfigError> {
+    fn broker(
+        &self,
+        raw: RawBroker,
+        issuers: &BTreeMap<String, String>,
+    ) -> Result<Broker, ConfigError> {
         let entry = format!("[[broker]] {:?}", raw.name);
         check_name(&raw.name).map_err(|m| self.invalid(&entry, m))?;
-        if !issuers.contains(&raw.issuer) {
-            let mut known: Vec<_> = issuers.iter().map(String::as_str).collect();
-            known.sort_unstable();
+        let Some(issuer_url) = issuers.get(&raw.issuer) else {
+            let known: Vec<_> = issuers.keys().map(String::as_str).collect();
             return Err(self.invalid(
                 &format!("{entry} issuer"),
                 format!(
@@ -475,7 +512,7 @@ impl Validator<'_> {
                     raw.issuer
                 ),
             ));
-        }
+        };
         let (owner, repo) = parse_repository(&raw.repository)
             .map_err(|m| self.invalid(&format!("{entry} repository"), m))?;
         let repository_id = raw
@@ -493,8 +530,19 @@ impl Validator<'_> {
                 .map(|(k, v)| (k.as_str(), v.as_str())),
         )
         .map_err(|e| self.invalid(&format!("{entry} permissions"), e.to_string()))?;
-        let policy = TrustPolicy::compile(&raw.claims)
-            .map_err(|e| self.invalid(&format!("{entry} [broker.claims]"), e.to_string()))?;
+        let policy = match (raw.claims, raw.trust_policy_file) {
+            (Some(claims), None) => BrokerPolicy::Claims(
+                TrustPolicy::compile(&claims)
+                    .map_err(|e| self.invalid(&format!("{entry} [broker.claims]"), e.to_string()))?,
+            ),
+            (None, Some(file)) => self.iam_policy(&entry, &file, issuer_url)?,
+            (Some(_), Some(_)) => {
+                return Err(self.invalid(&entry, "set either [broker.claims] or trust_policy_file, not both"))
+            }
+            (None, None) => {
+                return Err(self.invalid(&entry, "no trust policy: add [broker.claims] conditions (deny by default; e.g. repository_id = \"...\") or trust_policy_file = \"trust.json\""))
+            }
+        };
         Ok(Broker {
             name: raw.name,
             issuer: raw.issuer,
@@ -503,6 +551,57 @@ impl Validator<'_> {
             repository_id,
             permissions,
             policy,
+        })
+    }
+
+    /// Loads an IAM trust-policy document for a broker whose issuer is
+    /// `issuer_url`. Its `Principal.Federated` must name that issuer's OIDC
+    /// provider, so a policy written for another provider cannot be reused.
+    fn iam_policy(
+        &self,
+        entry: &str,
+        file: &Path,
+        issuer_url: &str,
+    ) -> Result<BrokerPolicy, ConfigError> {
+        let entry = format!("{entry} trust_policy_file");
+        let path = self.base.join(file);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| self.invalid(&entry, format!("cannot read {}: {e}", path.display())))?;
+        let policy = IamPolicy::parse(&text)
+            .map_err(|e| self.invalid(&entry, format!("{}: {e}", path.display())))?;
+        let provider = issuer_url
+            .split_once("://")
+            .map_or(issuer_url, |(_, rest)| rest)
+            .trim_end_matches('/')
+            .to_owned();
+        let suffix = format!(":oidc-provider/{provider}");
+        let account = policy
+            .statements()
+            .iter()
+            .filter_map(|st| match st.principal() {
+                Principal::Listed(ids) => Some(ids),
+                Principal::Everyone => None,
+            })
+            .flatten()
+            .filter(|id| id.kind == PrincipalKind::Federated)
+            .find_map(|id| {
+                let account = id.value.strip_prefix("arn:aws:iam::")?.strip_suffix(suffix.as_str())?;
+                (account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())).then(|| account.to_owned())
+            })
+            .ok_or_else(|| {
+                self.invalid(
+                    &entry,
+                    format!(
+                        "{}: no statement's Principal.Federated names this broker's issuer; use \"arn:aws:iam::ACCOUNT:oidc-provider/{provider}\"",
+                        path.display()
+                    ),
+                )
+            })?;
+        Ok(BrokerPolicy::Iam {
+            policy,
+            file: path,
+            provider,
+            account,
         })
     }
 

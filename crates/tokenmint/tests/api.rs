@@ -57,6 +57,13 @@ permissions = { contents = "read" }
 repository_id = "123456789"
 
 [[broker]]
+name = "widgets-iam"
+issuer = "dev"
+repository = "acme/widgets"
+permissions = { contents = "read" }
+trust_policy_file = "trust.json"
+
+[[broker]]
 name = "widgets-pinned"
 issuer = "dev"
 repository = "acme/widgets"
@@ -93,6 +100,16 @@ impl Harness {
         .unwrap();
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("app.pem"), &app_pem).unwrap();
+        // An AWS IAM trust policy for the widgets-iam broker, bound to the local issuer.
+        let provider = issuer.issuer_url().trim_start_matches("http://").to_owned();
+        let trust = format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow",
+              "Principal":{{"Federated":"arn:aws:iam::123456789012:oidc-provider/{provider}"}},
+              "Action":"sts:AssumeRoleWithWebIdentity",
+              "Condition":{{"StringEquals":{{"{provider}:aud":"{AUD}"}},
+                           "StringLike":{{"{provider}:sub":"repo:acme/app:ref:refs/heads/*"}}}}}}]}}"#
+        );
+        std::fs::write(dir.path().join("trust.json"), trust).unwrap();
         let listener = bind().await.unwrap();
         let addr = listener.local_addr().unwrap();
         let config = format!(
@@ -490,6 +507,29 @@ async fn a_broker_only_accepts_its_own_issuer() {
         rows[0].record.reason
     );
     assert!(h.github.issued_tokens().is_empty());
+}
+
+#[tokio::test]
+async fn a_broker_can_use_an_aws_iam_trust_policy() {
+    let h = Harness::start().await;
+    let (s, b) = h.exchange("widgets-iam", json!({})).await;
+    assert_eq!(s, 200, "{b}");
+    // An environment job's sub does not match the StringLike condition.
+    let (s, b) = h
+        .exchange("widgets-iam", json!({"environment": "prod"}))
+        .await;
+    assert_error(s, &b, 403, "access_denied");
+    let rows = h.rows().await;
+    assert!(
+        rows[1].record.reason.starts_with("IAM trust policy:"),
+        "{}",
+        rows[1].record.reason
+    );
+    assert!(
+        rows[1].record.reason.contains("StringLike"),
+        "{}",
+        rows[1].record.reason
+    );
 }
 
 #[tokio::test]

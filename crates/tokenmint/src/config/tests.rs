@@ -308,3 +308,78 @@ fn unsupported_database_is_rejected() {
     let c = parse(&GOOD.replace("sqlite://audit.db", "postgres://u@127.0.0.1/test")).unwrap();
     assert_eq!(c.audit.database, "postgres://u@127.0.0.1/test");
 }
+
+fn iam_config(dir: &Path, policy: &str) -> Result<Config, ConfigError> {
+    std::fs::write(dir.join("trust.json"), policy).unwrap();
+    let text = GOOD.replace(
+        &GOOD[GOOD.find("[broker.claims]").unwrap()..],
+        "trust_policy_file = \"trust.json\"\n",
+    );
+    Config::parse(&text, &dir.join("tokenmint.toml"), &env)
+}
+
+const TRUST: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow",
+ "Principal":{"Federated":"arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com"},
+ "Action":"sts:AssumeRoleWithWebIdentity",
+ "Condition":{"StringEquals":{"token.actions.githubusercontent.com:aud":"tokenmint"},
+              "StringLike":{"token.actions.githubusercontent.com:sub":"repo:acme/app:*"}}}]}"#;
+
+#[test]
+fn trust_policy_file_is_loaded_and_bound_to_the_issuer() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = iam_config(dir.path(), TRUST).unwrap();
+    match &c.brokers["widgets-read"].policy {
+        BrokerPolicy::Iam {
+            provider, account, ..
+        } => {
+            assert_eq!(provider, "token.actions.githubusercontent.com");
+            assert_eq!(account, "123456789012");
+        }
+        other => panic!("expected an IAM policy, got {other:?}"),
+    }
+    // A policy for another provider cannot be reused for this issuer.
+    let other = TRUST.replace(
+        "oidc-provider/token.actions.githubusercontent.com",
+        "oidc-provider/gitlab.com",
+    );
+    let e = iam_config(dir.path(), &other).unwrap_err().to_string();
+    assert!(
+        e.contains("Principal.Federated names this broker's issuer"),
+        "{e}"
+    );
+    // Malformed documents name the file.
+    let e = iam_config(dir.path(), "{\"Statement\": 5}")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("trust.json"), "{e}");
+}
+
+#[test]
+fn claims_and_trust_policy_file_are_exclusive_and_one_is_required() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("trust.json"), TRUST).unwrap();
+    let both = GOOD.replace(
+        "[broker.claims]",
+        "trust_policy_file = \"trust.json\"\n[broker.claims]",
+    );
+    let e = Config::parse(&both, &dir.path().join("t.toml"), &env)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not both"), "{e}");
+    let neither = GOOD.split("[broker.claims]").next().unwrap();
+    let e = Config::parse(neither, &dir.path().join("t.toml"), &env)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no trust policy"), "{e}");
+    let missing = GOOD.replace(
+        &GOOD[GOOD.find("[broker.claims]").unwrap()..],
+        "trust_policy_file = \"absent.json\"\n",
+    );
+    let e = Config::parse(&missing, &dir.path().join("t.toml"), &env)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("cannot read") && e.contains("absent.json"),
+        "{e}"
+    );
+}

@@ -19,10 +19,11 @@ use crate::audit::{
     AuditClaims, AuditError, AuditGrant, AuditLog, AuditRecord, Decision as AuditDecision,
 };
 use crate::clock::Clock;
-use crate::config::{is_valid_name, Broker, Config};
+use crate::config::{is_valid_name, Broker, BrokerPolicy, Config};
 use crate::github::{
     GithubClient, GithubError, GithubSettings, InstallationToken, MintRequest, Permissions,
 };
+use crate::iam::{IamDecision, WebIdentityRequest};
 use crate::oidc::{claim_text, Rejection, VerifiedClaims, Verifier, VerifyError};
 use crate::policy::Decision;
 use serde_json::{Map, Value};
@@ -339,11 +340,28 @@ impl Service {
                 ),
             });
         }
-        match broker.policy.evaluate(claims) {
-            Decision::Allow => Ok(broker.clone()),
-            Decision::Deny(denial) => Err(ExchangeError::AccessDenied {
-                reason: denial.to_string(),
-            }),
+        let denial = match &broker.policy {
+            BrokerPolicy::Claims(policy) => match policy.evaluate(claims) {
+                Decision::Allow => None,
+                Decision::Deny(denial) => Some(denial.to_string()),
+            },
+            BrokerPolicy::Iam {
+                policy,
+                provider,
+                account,
+                ..
+            } => match policy.evaluate(&WebIdentityRequest::from_claims(
+                provider,
+                account,
+                claims.as_map(),
+            )) {
+                IamDecision::Allow(_) => None,
+                IamDecision::Deny(denial) => Some(format!("IAM trust policy: {denial}")),
+            },
+        };
+        match denial {
+            None => Ok(broker.clone()),
+            Some(reason) => Err(ExchangeError::AccessDenied { reason }),
         }
     }
 }
