@@ -207,13 +207,20 @@ fn pull_request_write(b: &LintBroker) -> Option<String> {
 /// prefix (`repo:acme/app:*` gives `repo:acme/app:pull_request`).
 fn pull_request_subjects(kind: Kind, pattern: &str) -> Vec<String> {
     let lit = model::literal_prefix(kind, pattern);
-    let mut heads = vec![lit.clone(), format!("{lit}x"), format!("{lit}x/x")];
+    // Most readable first: the first one that matches is shown.
+    let mut heads = Vec::new();
     if let Some(slash) = lit.find('/') {
         if let Some(colon) = lit.get(slash..).and_then(|rest| rest.find(':')) {
             heads.push(lit.get(..slash + colon).unwrap_or_default().to_owned());
         }
     }
-    heads.push("repo:x/x".to_owned());
+    let trimmed = lit.trim_end_matches(':');
+    heads.extend([
+        trimmed.to_owned(),
+        format!("{trimmed}x"),
+        format!("{trimmed}x/x"),
+        "repo:x/x".to_owned(),
+    ]);
     heads
         .into_iter()
         .map(|h| format!("{h}:pull_request"))

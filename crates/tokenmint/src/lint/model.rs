@@ -215,7 +215,7 @@ fn names_without_ids_rule(conds: &[ClaimCond], hits: &mut Vec<Hit>) {
         hits.push((
             "TM003",
             Some((*first).to_owned()),
-            format!("{} bind the repository or owner by name, with no repository_id or repository_owner_id condition; a deleted or renamed name can be registered again by someone else", named.join(", ")),
+            format!("the conditions on {} bind the repository or owner by name, with no repository_id or repository_owner_id condition; a deleted or renamed name can be registered again by someone else", named.join(", ")),
             None,
         ));
     }

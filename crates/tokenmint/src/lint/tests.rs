@@ -206,6 +206,14 @@ fn tm004_write_reachable_from_pull_request() {
         assert!(has(&r, "TM004"), "{sub}: {r}");
     }
     let open = clean_with(r#"sub = { like = "repo:acme/app:*" }"#);
+    let r = lint_one(r#"contents = "write""#, &open);
+    let f = r.findings.iter().find(|f| f.rule_id == "TM004").unwrap();
+    assert!(
+        f.message
+            .contains(r#"such as "repo:acme/app:pull_request""#),
+        "{}",
+        f.message
+    );
     let r = lint_one(r#"contents = "read""#, &open);
     assert!(!has(&r, "TM004"), "read-only: {r}");
     let r = lint_one(
