@@ -9,10 +9,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use tokenmint::audit::{AuditLog, Decision, ListFilter};
 use tokenmint::client::{self, IdTokenSource, OutputTarget};
-use tokenmint::clock::SystemClock;
+use tokenmint::clock::{Clock as _, SystemClock};
 use tokenmint::config::Config;
 use tokenmint::dev::{DevStack, DevStackOptions};
 use tokenmint::exchange::Service;
+use tokenmint::lint::Severity;
+use tokenmint::oidc::Verifier;
 
 /// Exchange CI OIDC tokens for short-lived, deploy-time-scoped credentials.
 #[derive(Debug, Parser)]
@@ -44,6 +46,76 @@ enum Command {
     /// Inspect the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Explain and lint trust policies.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Show every verification check and claim condition for one broker and one token or claim set.
+    /// Exit 0 if allowed, 1 if denied, 2 on usage or config errors.
+    Explain(ExplainArgs),
+    /// Find risky trust policies in a tokenmint config or an AWS IAM trust policy.
+    /// Exit 1 if any finding is at or above --fail-on, 0 otherwise, 2 on usage or config errors.
+    Lint(LintArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["token", "claims"])))]
+struct ExplainArgs {
+    /// The config file.
+    #[arg(long, short, default_value = "tokenmint.toml")]
+    config: PathBuf,
+    /// The broker to explain.
+    #[arg(long)]
+    broker: String,
+    /// The OIDC token (a compact JWT), or `@FILE` to read it from a file, or `-` for stdin.
+    #[arg(long)]
+    token: Option<String>,
+    /// A JSON object of claims instead of a token (implies claims-only: no signature).
+    #[arg(long, value_name = "FILE.json")]
+    claims: Option<PathBuf>,
+    /// Do not check the signature (and fetch no keys): evaluate the claims only.
+    #[arg(long)]
+    no_verify: bool,
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("document").required(true).args(["config", "iam_policy"])))]
+struct LintArgs {
+    /// A tokenmint config: its [[broker]] entries are linted (no App key is needed).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// An AWS IAM trust-policy JSON document.
+    #[arg(long, value_name = "FILE.json")]
+    iam_policy: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = LintFormat::Text)]
+    format: LintFormat,
+    /// Exit 1 when any finding is at or above this severity.
+    #[arg(long, value_enum, default_value_t = FailOn::High)]
+    fail_on: FailOn,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LintFormat {
+    Text,
+    Json,
+    Sarif,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum FailOn {
+    Info,
+    Low,
+    Medium,
+    High,
+    /// Never fail on findings (exit 0 unless the input is unreadable).
+    Never,
 }
 
 #[derive(Debug, Args)]
@@ -252,7 +324,89 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Audit(AuditCommand::List(args)) => list(args).await,
+        Command::Policy(PolicyCommand::Explain(args)) => explain(args).await,
+        Command::Policy(PolicyCommand::Lint(args)) => lint(args),
     }
+}
+
+async fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
+    let config = Config::load(&args.config)?;
+    let now = SystemClock.now();
+    let explanation = match (&args.token, &args.claims) {
+        (Some(token), None) => {
+            let token = read_token(token)?;
+            let verifier = if args.no_verify {
+                None
+            } else {
+                Some(Verifier::new(&config.issuers).context("start the token verifier")?)
+            };
+            tokenmint::explain::explain_token(&config, &args.broker, &token, verifier.as_ref(), now)
+                .await?
+        }
+        (None, Some(file)) => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("read claims file {}", file.display()))?;
+            let claims: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text)
+                .with_context(|| format!("{}: must be a JSON object of claims", file.display()))?;
+            tokenmint::explain::explain_claims(&config, &args.broker, &claims, now)?
+        }
+        _ => anyhow::bail!("pass exactly one of --token and --claims"),
+    };
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", explanation.to_json())?;
+    } else {
+        write!(out, "{explanation}")?;
+    }
+    Ok(if explanation.allowed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// `--token` value: the JWT itself, `@FILE`, or `-` for stdin.
+fn read_token(arg: &str) -> anyhow::Result<String> {
+    let text = if arg == "-" {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut s)
+            .context("read the token from stdin")?;
+        s
+    } else if let Some(file) = arg.strip_prefix('@') {
+        std::fs::read_to_string(file).with_context(|| format!("read the token from {file}"))?
+    } else {
+        arg.to_owned()
+    };
+    Ok(text.trim().to_owned())
+}
+
+fn lint(args: LintArgs) -> anyhow::Result<ExitCode> {
+    let report = match (&args.config, &args.iam_policy) {
+        (Some(path), None) => tokenmint::lint::lint_config_file(path)?,
+        (None, Some(path)) => tokenmint::lint::lint_iam_file(path)?,
+        _ => anyhow::bail!("pass exactly one of --config and --iam-policy"),
+    };
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        LintFormat::Text => write!(out, "{report}")?,
+        LintFormat::Json => writeln!(out, "{}", report.to_json())?,
+        LintFormat::Sarif => writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&tokenmint::lint::to_sarif(&report))?
+        )?,
+    }
+    let threshold = match args.fail_on {
+        FailOn::Info => Some(Severity::Info),
+        FailOn::Low => Some(Severity::Low),
+        FailOn::Medium => Some(Severity::Medium),
+        FailOn::High => Some(Severity::High),
+        FailOn::Never => None,
+    };
+    Ok(match threshold {
+        Some(t) if report.fails(t) => ExitCode::from(1),
+        _ => ExitCode::SUCCESS,
+    })
 }
 
 async fn exchange(args: ExchangeArgs) -> anyhow::Result<ExitCode> {

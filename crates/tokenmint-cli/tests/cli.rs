@@ -518,3 +518,316 @@ fn dev_claim_overrides_reach_the_policy() {
     assert!(dev.exchange("widgets-read", &[]).status.success());
     dev.stop();
 }
+
+// ------------------------------------------------------------ policy explain
+
+/// A directory with an App key and a config whose issuer is unreachable
+/// (port 1), with brokers `main` (read) and `prod` (write, environment prod).
+fn policy_config() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, pem) = tokenmint::keys::RsaSigningKey::generate_pem().unwrap();
+    std::fs::write(dir.path().join("app.pem"), pem).unwrap();
+    let config = dir.path().join("tokenmint.toml");
+    std::fs::write(
+        &config,
+        r#"[github]
+app_id = "1"
+private_key_file = "app.pem"
+
+[[issuer]]
+name = "gh"
+url = "http://127.0.0.1:1"
+audiences = ["tokenmint"]
+
+[[broker]]
+name = "main"
+issuer = "gh"
+repository = "acme/app"
+permissions = { contents = "read" }
+[broker.claims]
+repository_id = "1"
+repository_owner_id = "2"
+sub = "repo:acme/app:ref:refs/heads/main"
+runner_environment = "github-hosted"
+
+[[broker]]
+name = "prod"
+issuer = "gh"
+repository = "acme/app"
+permissions = { contents = "write" }
+[broker.claims]
+repository_id = "1"
+environment = "prod"
+"#,
+    )
+    .unwrap();
+    (dir, config)
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::UNIX_EPOCH
+        .elapsed()
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn claims(now: i64, extra: serde_json::Value) -> serde_json::Value {
+    let mut c = serde_json::json!({
+        "iss": "http://127.0.0.1:1", "sub": "repo:acme/app:ref:refs/heads/main", "aud": "tokenmint",
+        "iat": now, "nbf": now, "exp": now + 300,
+        "repository_id": "1", "repository_owner_id": "2", "runner_environment": "github-hosted"
+    });
+    c.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    c
+}
+
+fn explain(config: &Path, args: &[&str]) -> Output {
+    bin()
+        .args(["policy", "explain", "--config"])
+        .arg(config)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn policy_explain_exit_codes_and_output() {
+    let (dir, config) = policy_config();
+    let now = unix_now();
+
+    // A claims file that satisfies `main`: allowed, and says it is claims-only.
+    let file = dir.path().join("claims.json");
+    std::fs::write(&file, claims(now, serde_json::json!({})).to_string()).unwrap();
+    let out = explain(
+        &config,
+        &["--broker", "main", "--claims", file.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("claims only"), "{stdout}");
+    assert!(
+        stdout.contains("pass sub = \"repo:acme/app:ref:refs/heads/main\""),
+        "{stdout}"
+    );
+
+    // A token for the wrong environment, --no-verify: denied, failing condition shown.
+    let key = tokenmint::keys::RsaSigningKey::generate().unwrap();
+    let token = key
+        .sign_jwt(
+            &claims(now, serde_json::json!({"environment": "dev"})),
+            true,
+        )
+        .unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, &token).unwrap();
+    let at_file = format!("@{}", token_file.display());
+    let out = explain(
+        &config,
+        &["--broker", "prod", "--token", &at_file, "--no-verify"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains(r#"FAIL environment = "dev"; expected one of ["prod"]"#),
+        "{stdout}"
+    );
+    assert!(stdout.contains("skip signature"), "{stdout}");
+    assert!(
+        !stdout.contains("eyJ"),
+        "the token is never echoed: {stdout}"
+    );
+
+    // --json.
+    let out = explain(
+        &config,
+        &[
+            "--broker",
+            "prod",
+            "--token",
+            &token,
+            "--no-verify",
+            "--json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["allowed"], false);
+    assert_eq!(json["mode"], "claims-only");
+    let env = json["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["claim"] == "environment")
+        .unwrap();
+    assert_eq!(env["actual"], "dev");
+    assert_eq!(env["passed"], false);
+
+    // Verified: an expired token fails the time check; the unreachable
+    // issuer's keys fail the signature. Denied, not an error.
+    let expired = key
+        .sign_jwt(
+            &claims(
+                now,
+                serde_json::json!({"iat": now - 1000, "nbf": now - 1000, "exp": now - 700}),
+            ),
+            true,
+        )
+        .unwrap();
+    let out = explain(&config, &["--broker", "main", "--token", &expired]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("FAIL time: token expired"), "{stdout}");
+    assert!(stdout.contains("FAIL signature"), "{stdout}");
+    assert!(stdout.contains("result: DENIED"), "{stdout}");
+
+    // Usage and config errors exit 2.
+    let out = explain(
+        &config,
+        &["--broker", "nope", "--claims", file.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("unknown broker"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = explain(&config, &["--broker", "main"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "--token or --claims is required"
+    );
+    let out = explain(
+        &config,
+        &["--broker", "main", "--token", "x", "--claims", "y"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let out = explain(
+        &dir.path().join("missing.toml"),
+        &["--broker", "main", "--token", "x"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+}
+
+// --------------------------------------------------------------- policy lint
+
+fn lint(args: &[&str]) -> Output {
+    bin().args(["policy", "lint"]).args(args).output().unwrap()
+}
+
+#[test]
+fn policy_lint_exit_codes_formats_and_sarif() {
+    let (dir, config) = policy_config();
+    let config = config.to_str().unwrap();
+
+    // `prod` binds an environment (info), pins no runner (info), allows any event (low): nothing high.
+    let out = lint(&["--config", config]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("TM005"), "{stdout}");
+    assert!(stdout.contains("TM011"), "{stdout}");
+    let out = lint(&["--config", config, "--fail-on", "low"]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = lint(&["--config", config, "--format", "json", "--fail-on", "info"]);
+    assert_eq!(out.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(json["findings"].as_array().unwrap().len() >= 2);
+
+    // A wildcard across owners is high: the default threshold fails; `never` does not.
+    let risky = dir.path().join("risky.toml");
+    std::fs::write(
+        &risky,
+        r#"[[broker]]
+name = "open"
+issuer = "gh"
+repository = "acme/app"
+permissions = { contents = "write" }
+[broker.claims]
+sub = { like = "repo:acme*" }
+"#,
+    )
+    .unwrap();
+    let out = lint(&["--config", risky.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("high TM001"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = lint(&["--config", risky.to_str().unwrap(), "--fail-on", "never"]);
+    assert_eq!(out.status.code(), Some(0));
+
+    // SARIF: what code scanning needs, with the path as given and the claim's line.
+    let out = Command::new(env!("CARGO_BIN_EXE_tokenmint"))
+        .current_dir(dir.path())
+        .args([
+            "policy",
+            "lint",
+            "--config",
+            "risky.toml",
+            "--format",
+            "sarif",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let sarif: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(sarif["version"], "2.1.0");
+    assert!(sarif["$schema"].is_string());
+    let run = &sarif["runs"][0];
+    assert_eq!(run["tool"]["driver"]["name"], "tokenmint");
+    assert!(run["tool"]["driver"]["informationUri"].is_string());
+    let rules = run["tool"]["driver"]["rules"].as_array().unwrap();
+    assert!(rules.iter().all(|r| r["id"].is_string()
+        && r["shortDescription"]["text"].is_string()
+        && r["fullDescription"]["text"].is_string()
+        && r["help"]["text"].is_string()
+        && r["defaultConfiguration"]["level"].is_string()
+        && r["properties"]["security-severity"].is_string()));
+    let tm001 = run["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["ruleId"] == "TM001")
+        .unwrap();
+    assert_eq!(tm001["level"], "error");
+    assert!(tm001["message"]["text"].is_string());
+    let loc = &tm001["locations"][0]["physicalLocation"];
+    assert_eq!(loc["artifactLocation"]["uri"], "risky.toml");
+    assert_eq!(loc["region"]["startLine"], 7);
+
+    // IAM trust policy.
+    let iam = dir.path().join("trust.json");
+    std::fs::write(
+        &iam,
+        r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+  "Principal": {"Federated": "arn:aws:iam::111122223333:oidc-provider/token.actions.githubusercontent.com"},
+  "Action": "sts:AssumeRoleWithWebIdentity",
+  "Condition": {"StringLike": {"token.actions.githubusercontent.com:sub": "repo:acme/*"}}}]}"#,
+    )
+    .unwrap();
+    let out = lint(&["--iam-policy", iam.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "missing aud is high");
+    assert!(text(&out.stdout).contains("TM101"), "{}", text(&out.stdout));
+
+    // Usage and input errors exit 2.
+    assert_eq!(lint(&[]).status.code(), Some(2));
+    assert_eq!(
+        lint(&["--config", config, "--iam-policy", "x.json"])
+            .status
+            .code(),
+        Some(2)
+    );
+    let out = lint(&[
+        "--config",
+        dir.path().join("missing.toml").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    std::fs::write(&iam, "not json").unwrap();
+    assert_eq!(
+        lint(&["--iam-policy", iam.to_str().unwrap()]).status.code(),
+        Some(2)
+    );
+}

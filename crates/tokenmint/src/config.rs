@@ -4,10 +4,10 @@
 //! the file, the entry and the fix.
 
 use crate::github::Permissions;
-use crate::iam::{IamPolicy, Principal, PrincipalKind};
+use crate::iam::{Effect, IamDecision, IamPolicy, Principal, PrincipalKind, WebIdentityRequest};
 use crate::keys::RsaSigningKey;
 use crate::oidc::Algorithm;
-use crate::policy::TrustPolicy;
+use crate::policy::{ConditionOutcome, TrustPolicy};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -232,6 +232,51 @@ pub enum BrokerPolicy {
 }
 
 impl BrokerPolicy {
+    /// Every check of the policy against a raw claim map, for `policy
+    /// explain`: each claim condition, or for an IAM document a summary row
+    /// plus one row per statement. The policy allows exactly when every row
+    /// passed.
+    pub fn explain(
+        &self,
+        claims: &serde_json::Map<String, serde_json::Value>,
+    ) -> Vec<ConditionOutcome> {
+        let (policy, provider, account) = match self {
+            Self::Claims(p) => return p.explain(claims),
+            Self::Iam {
+                policy,
+                provider,
+                account,
+                ..
+            } => (policy, provider, account),
+        };
+        let decision = policy.evaluate(&WebIdentityRequest::from_claims(provider, account, claims));
+        let allowed = decision.is_allow();
+        let mut rows = vec![ConditionOutcome {
+            claim: "IAM trust policy".to_owned(),
+            actual: Some(match &decision {
+                IamDecision::Allow(a) => format!("allowed by {}", a.statement),
+                IamDecision::Deny(d) => d.to_string(),
+            }),
+            expected: "an Allow statement applies and no Deny statement applies".to_owned(),
+            passed: allowed,
+        }];
+        for outcome in decision.outcomes() {
+            let applies = outcome.mismatch.is_none();
+            let (expected, passed) = match outcome.effect {
+                Effect::Allow if allowed => ("may apply (another statement allows)", true),
+                Effect::Allow => ("applies", applies),
+                Effect::Deny => ("does not apply", !applies),
+            };
+            rows.push(ConditionOutcome {
+                claim: outcome.statement.to_string(),
+                actual: Some(outcome.to_string()),
+                expected: expected.to_owned(),
+                passed,
+            });
+        }
+        rows
+    }
+
     /// The claim conditions, when the broker uses `[broker.claims]`.
     pub fn claims(&self) -> Option<&TrustPolicy> {
         match self {

@@ -8,6 +8,8 @@
 //! - [`oidc`]: JOSE parsing, issuer selection, discovery, the JWKS cache, signature and claim checks.
 //! - [`policy`]: a broker's trust policy, compiled from `[broker.claims]`, evaluated against verified claims.
 //! - [`iam`]: AWS IAM trust-policy documents for web identity, parsed and evaluated the way STS does.
+//! - [`explain`]: `policy explain`, every verification check and condition for one broker and one token or claim set.
+//! - [`lint`]: `policy lint`, stable-ID findings for risky trust policies in configs and AWS IAM trust-policy JSON, as text, JSON or SARIF.
 //! - [`github`]: the GitHub App client (App JWT, installation lookup, mint, revoke) and permission vocabulary.
 //! - [`audit`]: the tamper-evident audit log (SQLite by default), its writer, verifier and reader.
 //! - [`exchange`]: the one function that runs an exchange: verify, authorize, mint, audit.
@@ -23,10 +25,12 @@ pub mod clock;
 pub mod config;
 pub mod dev;
 pub mod exchange;
+pub mod explain;
 pub mod github;
 pub mod http;
 pub mod iam;
 pub mod keys;
+pub mod lint;
 mod net;
 pub mod oidc;
 pub mod policy;

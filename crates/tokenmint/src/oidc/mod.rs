@@ -372,8 +372,13 @@ fn numeric_date(
     }
 }
 
-/// Steps 7–9: required claims, time and audience.
-fn check_claims(
+/// Steps 7–9 on their own: required claims, time and audience, against
+/// `issuer`'s settings at `now`, stopping at the first failure.
+///
+/// This checks no signature, so passing proves nothing about who wrote the
+/// claims. [`Verifier::verify`] calls it only after the signature verified;
+/// `policy explain` calls it directly to show what a claim set would meet.
+pub fn check_claims(
     issuer: &IssuerConfig,
     claims: &Map<String, Value>,
     now: OffsetDateTime,
