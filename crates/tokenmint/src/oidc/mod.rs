@@ -62,6 +62,8 @@ mod claims;
 mod fetch;
 pub mod jose;
 mod jwks;
+#[doc(hidden)]
+pub mod testing;
 
 pub use algorithm::{Algorithm, AlgorithmError};
 pub use cache::{
