@@ -350,6 +350,34 @@ impl Service {
         Ok((broker, minted))
     }
 
+    fn authorize(&self, name: &str, claims: &VerifiedClaims) -> Result<Arc<Broker>, ExchangeError> {
+        let broker = self
+            .config
+            .brokers
+            .get(name)
+            .ok_or_else(|| ExchangeError::AccessDenied {
+                reason: format!("unknown broker {name:?}"),
+            })?;
+        if broker.issuer != claims.issuer_name() {
+            return Err(ExchangeError::AccessDenied {
+                reason: format!(
+                    "broker {name:?} accepts tokens from issuer {:?}, not {:?}",
+                    broker.issuer,
+                    claims.issuer_name()
+                ),
+            });
+        }
+        match broker.policy.evaluate(claims) {
+            Decision::Allow => Ok(broker.clone()),
+            Decision::Deny(denial) => Err(ExchangeError::AccessDenied {
+                reason: denial.to_string(),
+            }),
+        }
+    }
+}
+
+/// Replay protection (step 4), kept apart from authorization.
+impl Service {
     /// Claims the token's `jti` if its issuer has `single_use = true`.
     async fn claim_single_use(
         &self,
@@ -398,31 +426,6 @@ impl Service {
             JtiClaim::Replayed => Err(ExchangeError::Replayed {
                 issuer: issuer.name.clone(),
                 jti: printable(jti, 128),
-            }),
-        }
-    }
-
-    fn authorize(&self, name: &str, claims: &VerifiedClaims) -> Result<Arc<Broker>, ExchangeError> {
-        let broker = self
-            .config
-            .brokers
-            .get(name)
-            .ok_or_else(|| ExchangeError::AccessDenied {
-                reason: format!("unknown broker {name:?}"),
-            })?;
-        if broker.issuer != claims.issuer_name() {
-            return Err(ExchangeError::AccessDenied {
-                reason: format!(
-                    "broker {name:?} accepts tokens from issuer {:?}, not {:?}",
-                    broker.issuer,
-                    claims.issuer_name()
-                ),
-            });
-        }
-        match broker.policy.evaluate(claims) {
-            Decision::Allow => Ok(broker.clone()),
-            Decision::Deny(denial) => Err(ExchangeError::AccessDenied {
-                reason: denial.to_string(),
             }),
         }
     }
