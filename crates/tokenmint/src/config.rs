@@ -99,6 +99,8 @@ struct RawIssuer {
     max_token_age_seconds: Option<u64>,
     max_token_lifetime_seconds: Option<u64>,
     leeway_seconds: Option<u64>,
+    #[serde(default)]
+    single_use: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -190,6 +192,9 @@ pub struct IssuerConfig {
     pub max_token_lifetime: Duration,
     /// Clock skew allowed for `exp`, `nbf` and `iat`.
     pub leeway: Duration,
+    /// Each token's `jti` may be exchanged once; tokens without one are
+    /// refused. Used jtis are kept in the audit store until `exp` + `leeway`.
+    pub single_use: bool,
 }
 
 /// One `[[broker]]`: a deploy-time scope and the trust policy guarding it.
@@ -538,6 +543,7 @@ impl Validator<'_> {
             max_token_age: Duration::from_secs(max_age),
             max_token_lifetime: Duration::from_secs(max_lifetime),
             leeway: Duration::from_secs(leeway),
+            single_use: raw.single_use,
         })
     }
 

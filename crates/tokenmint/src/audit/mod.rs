@@ -55,6 +55,14 @@
 //! them from forking it, and a writer that loses a race reloads the head and
 //! retries. Giving each process its own chain id avoids the contention.
 //!
+//! # Used jtis
+//!
+//! The same store holds table `used_jti`: the `jti`s of single-use issuers'
+//! tokens that were already exchanged, keyed on (issuer, jti) and kept until
+//! the token's `exp` plus leeway. [`AuditLog::claim_jti`] claims one with a
+//! single `INSERT` whose primary key settles races between replicas; see the
+//! `replay` submodule.
+//!
 //! # Reading without writing
 //!
 //! [`AuditLog::open_read_only`] gives an [`AuditReader`] for `verify` and
@@ -72,6 +80,7 @@
 mod chain;
 mod error;
 mod record;
+mod replay;
 mod store;
 mod verify;
 mod writer;
@@ -82,11 +91,13 @@ mod tests;
 pub use chain::GENESIS_HASH;
 pub use error::AuditError;
 pub use record::{token_sha256, AuditClaims, AuditGrant, AuditRecord, Decision};
+pub use replay::{JtiClaim, PRUNE_INTERVAL};
 pub use verify::{ChainSummary, Problem, ProblemKind, VerifyReport};
 
 use serde::Serialize;
 use sqlx::AnyPool;
 use std::fmt;
+use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -184,6 +195,8 @@ struct Inner {
     high_water: HighWater,
     /// Time limits.
     options: AuditOptions,
+    /// Unix microseconds before which no new background prune of used jtis starts.
+    next_prune_us: AtomicI64,
 }
 
 impl fmt::Debug for AuditLog {
@@ -254,6 +267,7 @@ impl AuditLog {
                 jobs: tx,
                 high_water,
                 options,
+                next_prune_us: AtomicI64::new(i64::MIN),
             }),
         })
     }

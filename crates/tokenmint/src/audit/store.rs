@@ -15,7 +15,11 @@ use super::error::AuditError;
 use super::record::{Decision, PreparedRecord};
 
 /// Schema version this build writes and understands.
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+///
+/// 1: `audit_log`. 2: adds `used_jti` (replay protection). Each version only
+/// adds tables and indexes with `IF NOT EXISTS`, so opening a store read-write
+/// upgrades it in place; a store at a newer version is refused.
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 /// How long to wait for a pooled connection before calling the store unavailable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -44,7 +48,19 @@ const SCHEMA: &[&str] = &[
     )",
     "CREATE INDEX IF NOT EXISTS audit_log_time ON audit_log (time_us)",
     "CREATE INDEX IF NOT EXISTS audit_log_broker_time ON audit_log (broker, time_us)",
-    "INSERT INTO audit_schema (id, version) VALUES (1, 1) ON CONFLICT (id) DO NOTHING",
+    // Version 2: jtis already exchanged for single-use issuers. The primary
+    // key is the unique constraint a claim relies on: of concurrent INSERTs of
+    // one (issuer, jti), on any number of replicas, exactly one succeeds.
+    "CREATE TABLE IF NOT EXISTS used_jti (
+        issuer TEXT NOT NULL,
+        jti TEXT NOT NULL,
+        expires_us BIGINT NOT NULL,
+        PRIMARY KEY (issuer, jti)
+    )",
+    "CREATE INDEX IF NOT EXISTS used_jti_expires ON used_jti (expires_us)",
+    "INSERT INTO audit_schema (id, version) VALUES (1, 2) ON CONFLICT (id) DO NOTHING",
+    // Upgrade a version-1 store (never downgrade a newer one: that is refused later).
+    "UPDATE audit_schema SET version = 2 WHERE id = 1 AND version < 2",
 ];
 
 /// Which database a URL names.
@@ -501,6 +517,54 @@ fn insert_sql(rows: usize) -> String {
         );
     }
     sql
+}
+
+/// Records `(issuer, jti)` as used until `expires_us`, in one statement.
+/// Returns `true` if this call claimed it, `false` if it was already claimed
+/// and that claim has not expired.
+///
+/// The primary key decides races: of concurrent claims (in this process or
+/// any other sharing the store) exactly one inserts. A row whose
+/// `expires_us` is already before `now_us` is stale (its token can no longer
+/// verify) and is taken over, so the outcome never depends on when pruning ran.
+pub(crate) async fn claim_jti(
+    pool: &AnyPool,
+    issuer: &str,
+    jti: &str,
+    expires_us: i64,
+    now_us: i64,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "INSERT INTO used_jti (issuer, jti, expires_us) VALUES ($1, $2, $3)
+         ON CONFLICT (issuer, jti) DO UPDATE SET expires_us = excluded.expires_us
+         WHERE used_jti.expires_us < $4",
+    )
+    .bind(issuer)
+    .bind(jti)
+    .bind(expires_us)
+    .bind(now_us)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Deletes up to `limit` used-jti rows that expired before `now_us`;
+/// returns how many went. Bounded so one prune never holds locks for long.
+pub(crate) async fn prune_jtis(
+    pool: &AnyPool,
+    now_us: i64,
+    limit: u32,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "DELETE FROM used_jti WHERE (issuer, jti) IN (
+            SELECT issuer, jti FROM used_jti WHERE expires_us < $1 ORDER BY expires_us LIMIT $2
+         )",
+    )
+    .bind(now_us)
+    .bind(i64::from(limit))
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
 }
 
 /// Cheap check that the store answers and holds the audit table.

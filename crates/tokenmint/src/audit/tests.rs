@@ -1042,3 +1042,225 @@ async fn a_batch_larger_than_one_statement_is_one_transaction(db: &TestDb) {
     );
     drop(log);
 }
+
+// ------------------------------------------------------------ used jtis
+
+/// `2025-03-01 00:00:00 UTC` plus `s` seconds.
+fn at(s: i64) -> OffsetDateTime {
+    datetime!(2025-03-01 00:00:00 UTC) + time::Duration::seconds(s)
+}
+
+async fn used_jti_count(raw: &AnyPool) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM used_jti")
+        .fetch_one(raw)
+        .await
+        .unwrap()
+}
+
+scenario!(a_jti_is_claimed_once);
+async fn a_jti_is_claimed_once(db: &TestDb) {
+    let log = db.open().await;
+    let iss = "https://token.actions.githubusercontent.com";
+    let claim = |issuer: &'static str, jti: &'static str, now: i64| {
+        let log = log.clone();
+        async move { log.claim_jti(issuer, jti, at(360), at(now)).await.unwrap() }
+    };
+    assert_eq!(claim(iss, "j-1", 0).await, JtiClaim::Fresh);
+    assert_eq!(claim(iss, "j-1", 1).await, JtiClaim::Replayed);
+    assert_eq!(claim(iss, "j-1", 359).await, JtiClaim::Replayed);
+    // Keyed on (issuer, jti): another jti, or the same jti from another issuer, is fresh.
+    assert_eq!(claim(iss, "j-2", 1).await, JtiClaim::Fresh);
+    assert_eq!(
+        claim("https://gitlab.example", "j-1", 1).await,
+        JtiClaim::Fresh
+    );
+    // A second handle (another replica) sees the same claims.
+    let other = AuditLog::open(&db.url, "replica-2").await.unwrap();
+    assert_eq!(
+        other.claim_jti(iss, "j-1", at(360), at(2)).await.unwrap(),
+        JtiClaim::Replayed
+    );
+    // Once the claim has expired (its token can no longer verify), a stale
+    // row, pruned or not, never blocks: the outcome does not depend on pruning.
+    assert_eq!(claim(iss, "j-1", 361).await, JtiClaim::Fresh);
+    let raw = db.raw().await;
+    assert_eq!(used_jti_count(&raw).await, 3);
+}
+
+scenario!(concurrent_claims_of_one_jti_have_one_winner);
+async fn concurrent_claims_of_one_jti_have_one_winner(db: &TestDb) {
+    // Two handles with their own pools play two replicas.
+    let a = db.open().await;
+    let b = AuditLog::open(&db.url, "replica-2").await.unwrap();
+    for round in 0..3 {
+        let jti = format!("race-{round}");
+        let mut tasks = Vec::new();
+        for i in 0..32 {
+            let log = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let jti = jti.clone();
+            tasks.push(tokio::spawn(async move {
+                log.claim_jti("https://issuer.example", &jti, at(600), at(0))
+                    .await
+                    .unwrap()
+            }));
+        }
+        let mut fresh = 0;
+        for t in tasks {
+            if t.await.unwrap() == JtiClaim::Fresh {
+                fresh += 1;
+            }
+        }
+        assert_eq!(fresh, 1, "round {round}: exactly one claim wins");
+    }
+}
+
+scenario!(pruning_removes_only_expired_claims);
+async fn pruning_removes_only_expired_claims(db: &TestDb) {
+    let log = db.open().await;
+    let raw = db.raw().await;
+    for i in 0..3 {
+        let jti = format!("short-{i}");
+        let c = log.claim_jti("iss", &jti, at(10), at(0)).await.unwrap();
+        assert_eq!(c, JtiClaim::Fresh);
+    }
+    for i in 0..2 {
+        let jti = format!("long-{i}");
+        let c = log.claim_jti("iss", &jti, at(100), at(0)).await.unwrap();
+        assert_eq!(c, JtiClaim::Fresh);
+    }
+    // Nothing has expired yet.
+    assert_eq!(log.prune_jtis(at(5)).await.unwrap(), 0);
+    // Expiry is exclusive: a row expiring exactly now stays.
+    assert_eq!(log.prune_jtis(at(10)).await.unwrap(), 0);
+    assert_eq!(log.prune_jtis(at(50)).await.unwrap(), 3);
+    assert_eq!(used_jti_count(&raw).await, 2);
+    let left: Vec<String> = sqlx::query_scalar("SELECT jti FROM used_jti ORDER BY jti")
+        .fetch_all(&raw)
+        .await
+        .unwrap();
+    assert_eq!(left, ["long-0", "long-1"]);
+    // The survivors still count as used.
+    assert_eq!(
+        log.claim_jti("iss", "long-0", at(100), at(50))
+            .await
+            .unwrap(),
+        JtiClaim::Replayed
+    );
+    // More expired rows than one batch holds are all pruned in one call.
+    let many = 2500;
+    let values: Vec<String> = (0..many)
+        .map(|i| format!("('iss', 'bulk-{i}', 1)"))
+        .collect();
+    sqlx::query(&format!(
+        "INSERT INTO used_jti (issuer, jti, expires_us) VALUES {}",
+        values.join(", ")
+    ))
+    .execute(&raw)
+    .await
+    .unwrap();
+    assert_eq!(log.prune_jtis(at(50)).await.unwrap(), many);
+    assert_eq!(used_jti_count(&raw).await, 2);
+}
+
+scenario!(claims_prune_in_the_background);
+async fn claims_prune_in_the_background(db: &TestDb) {
+    let log = db.open().await;
+    let raw = db.raw().await;
+    // The first claim starts a prune (nothing to do yet) and sets the next one a minute out.
+    log.claim_jti("iss", "a", at(10), at(0)).await.unwrap();
+    log.claim_jti("iss", "b", at(10), at(30)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        used_jti_count(&raw).await,
+        2,
+        "no prune within the interval"
+    );
+    // A claim a minute later prunes the expired rows in the background.
+    log.claim_jti("iss", "c", at(200), at(61)).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while used_jti_count(&raw).await != 1 {
+        assert!(Instant::now() < deadline, "expired rows were never pruned");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+scenario!(claims_fail_closed_when_the_store_fails);
+async fn claims_fail_closed_when_the_store_fails(db: &TestDb) {
+    let options = AuditOptions {
+        append_timeout: Duration::from_secs(2),
+        ..AuditOptions::default()
+    };
+    let log = AuditLog::open_with(&db.url, DEFAULT_CHAIN, options)
+        .await
+        .unwrap();
+    let raw = db.raw().await;
+    let (brk, fix) = if db.postgres {
+        (
+            "ALTER TABLE used_jti ADD CONSTRAINT tm_test_broken CHECK (expires_us < 0) NOT VALID",
+            "ALTER TABLE used_jti DROP CONSTRAINT tm_test_broken",
+        )
+    } else {
+        (
+            "ALTER TABLE used_jti RENAME TO used_jti_away",
+            "ALTER TABLE used_jti_away RENAME TO used_jti",
+        )
+    };
+    sqlx::query(brk).execute(&raw).await.unwrap();
+    let err = log.claim_jti("iss", "j", at(60), at(0)).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AuditError::Unavailable {
+                action: "claim jti",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    sqlx::query(fix).execute(&raw).await.unwrap();
+    assert_eq!(
+        log.claim_jti("iss", "j", at(60), at(0)).await.unwrap(),
+        JtiClaim::Fresh,
+        "the failed claim left nothing behind, and claims recover by themselves"
+    );
+}
+
+#[tokio::test]
+async fn a_version_1_store_is_upgraded_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("a.db").display());
+    let log = AuditLog::open(&url, DEFAULT_CHAIN).await.unwrap();
+    append_n(&log, 2).await;
+    drop(log);
+    // Turn it back into what version 1 created.
+    let raw = AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await
+        .unwrap();
+    sqlx::query("DROP TABLE used_jti")
+        .execute(&raw)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE audit_schema SET version = 1")
+        .execute(&raw)
+        .await
+        .unwrap();
+    // A read-only handle accepts it as it is, and changes nothing.
+    let reader = AuditLog::open_read_only(&url).await.unwrap();
+    assert!(reader.verify().await.unwrap().is_clean());
+    // Opening it read-write upgrades it and keeps the chain.
+    let log = AuditLog::open(&url, DEFAULT_CHAIN).await.unwrap();
+    let version: i64 = sqlx::query_scalar("SELECT version FROM audit_schema WHERE id = 1")
+        .fetch_one(&raw)
+        .await
+        .unwrap();
+    assert_eq!(version, super::store::SCHEMA_VERSION);
+    assert_eq!(version, 2);
+    assert_eq!(
+        log.claim_jti("iss", "j", at(60), at(0)).await.unwrap(),
+        JtiClaim::Fresh
+    );
+    assert!(log.verify().await.unwrap().is_clean());
+    assert_eq!(log.list(&ListFilter::default()).await.unwrap().len(), 2);
+}

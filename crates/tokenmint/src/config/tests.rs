@@ -245,6 +245,36 @@ fn leeway_is_bounded() {
 }
 
 #[test]
+fn single_use_defaults_off_and_parses() {
+    assert!(!parse(GOOD).unwrap().issuers[0].single_use);
+    let on = GOOD.replace(
+        "leeway_seconds = 60",
+        "leeway_seconds = 60\nsingle_use = true",
+    );
+    assert!(parse(&on).unwrap().issuers[0].single_use);
+    let off = GOOD.replace(
+        "leeway_seconds = 60",
+        "leeway_seconds = 60\nsingle_use = false",
+    );
+    assert!(!parse(&off).unwrap().issuers[0].single_use);
+    // A string is not a boolean: refused rather than read as "on".
+    let e = err(&GOOD.replace(
+        "leeway_seconds = 60",
+        "leeway_seconds = 60\nsingle_use = \"yes\"",
+    ));
+    assert!(
+        e.contains("single_use") || e.contains("invalid type"),
+        "{e}"
+    );
+    // Misspelt: unknown field, not silently off.
+    let e = err(&GOOD.replace(
+        "leeway_seconds = 60",
+        "leeway_seconds = 60\nsingle_used = true",
+    ));
+    assert!(e.contains("unknown field"), "{e}");
+}
+
+#[test]
 fn key_source_is_required_and_parsed() {
     let e = err(&GOOD.replace(
         "private_key_env = \"APP_KEY\"",

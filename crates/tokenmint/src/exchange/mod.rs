@@ -9,14 +9,23 @@
 //! 3. The broker: it must exist, accept the token's issuer, and its trust
 //!    policy must allow the claims. Unknown brokers and policy denials are
 //!    indistinguishable to the caller (403).
-//! 4. Minting, with the broker's fixed repository and permissions (502 when
+//! 4. Replay protection, for issuers with `single_use = true`: the token's
+//!    `jti` is claimed in the audit store ([`AuditLog::claim_jti`]). A token
+//!    without a usable `jti`, or whose `jti` was already claimed, is refused
+//!    (401 `invalid_token`, audited as `replayed jti`); a store that cannot
+//!    answer refuses the exchange (503). The claim comes after the policy, so
+//!    a denied request (a mistyped broker name, say) does not use the token
+//!    up, and before minting, so no second token can be minted for it. A
+//!    claimed jti stays used even if minting then fails: retry with a fresh
+//!    OIDC token.
+//! 5. Minting, with the broker's fixed repository and permissions (502 when
 //!    GitHub refuses or fails).
-//! 5. The audit row. Every outcome writes one; if an *allow* row cannot be
+//! 6. The audit row. Every outcome writes one; if an *allow* row cannot be
 //!    written, the minted token is revoked and the caller gets 503: no token
 //!    leaves without its audit record.
 
 use crate::audit::{
-    AuditClaims, AuditError, AuditGrant, AuditLog, AuditRecord, Decision as AuditDecision,
+    AuditClaims, AuditError, AuditGrant, AuditLog, AuditRecord, Decision as AuditDecision, JtiClaim,
 };
 use crate::clock::Clock;
 use crate::config::{is_valid_name, Broker, BrokerPolicy, Config};
@@ -60,6 +69,22 @@ pub enum ExchangeError {
     /// GitHub refused or failed (502).
     #[error("{0}")]
     Upstream(#[from] GithubError),
+    /// The token's issuer requires single use and the token has no usable
+    /// `jti` (401).
+    #[error("{reason}")]
+    NoJti {
+        /// Which issuer, and what is wrong with the `jti`.
+        reason: String,
+    },
+    /// The token's `jti` was already exchanged, and its issuer requires
+    /// single use (401).
+    #[error("replayed jti {jti:?} from issuer {issuer:?}: a single-use token may be exchanged once; request a fresh OIDC token")]
+    Replayed {
+        /// The `[[issuer]]` name.
+        issuer: String,
+        /// The `jti`, made printable.
+        jti: String,
+    },
     /// The audit store could not record the decision (503).
     #[error("the audit store is unavailable, so no token was issued; retry shortly")]
     AuditUnavailable(#[source] AuditError),
@@ -307,7 +332,10 @@ impl Service {
         // 3. Authorize.
         let broker = self.authorize(&req.broker, &claims)?;
 
-        // 4. Mint.
+        // 4. Single use: after the policy, before minting.
+        self.claim_single_use(&claims, now).await?;
+
+        // 5. Mint.
         let minted = self
             .github
             .mint(
@@ -363,6 +391,80 @@ impl Service {
             None => Ok(broker.clone()),
             Some(reason) => Err(ExchangeError::AccessDenied { reason }),
         }
+    }
+}
+
+/// Replay protection (step 4), kept apart from authorization.
+impl Service {
+    /// Claims the token's `jti` if its issuer has `single_use = true`.
+    async fn claim_single_use(
+        &self,
+        claims: &VerifiedClaims,
+        now: OffsetDateTime,
+    ) -> Result<(), ExchangeError> {
+        let Some(issuer) = self
+            .config
+            .issuers
+            .iter()
+            .find(|i| i.name == claims.issuer_name())
+            .filter(|i| i.single_use)
+        else {
+            return Ok(());
+        };
+        let jti = single_use_jti(claims.get("jti")).map_err(|problem| ExchangeError::NoJti {
+            reason: format!(
+                "token {problem} but issuer {:?} requires single use",
+                issuer.name
+            ),
+        })?;
+        // Remember the jti for as long as the token could still verify:
+        // until `exp` plus leeway (the verifier has checked `exp` is an integer).
+        let later = |t: OffsetDateTime, d: Duration| {
+            time::Duration::try_from(d)
+                .ok()
+                .and_then(|d| t.checked_add(d))
+                .unwrap_or(OffsetDateTime::new_utc(
+                    time::Date::MAX,
+                    time::Time::MIDNIGHT,
+                ))
+        };
+        let exp = claims
+            .get("exp")
+            .and_then(Value::as_i64)
+            .and_then(|exp| OffsetDateTime::from_unix_timestamp(exp).ok())
+            .unwrap_or_else(|| later(now, issuer.max_token_lifetime));
+        let keep_until = later(exp.max(now), issuer.leeway);
+        match self
+            .audit
+            .claim_jti(&issuer.url, jti, keep_until, now)
+            .await
+            .map_err(ExchangeError::AuditUnavailable)?
+        {
+            JtiClaim::Fresh => Ok(()),
+            JtiClaim::Replayed => Err(ExchangeError::Replayed {
+                issuer: issuer.name.clone(),
+                jti: printable(jti, 128),
+            }),
+        }
+    }
+}
+
+/// Longest `jti` a single-use issuer's token may carry (a GitHub jti is a 36-byte UUID).
+const MAX_JTI_BYTES: usize = 256;
+
+/// The `jti` a single-use token is tracked by: a non-empty string of at most
+/// [`MAX_JTI_BYTES`] bytes without control characters (so it fits an index
+/// key and PostgreSQL `TEXT`). `Err` completes "token ... but issuer requires single use".
+fn single_use_jti(value: Option<&Value>) -> Result<&str, &'static str> {
+    match value {
+        None | Some(Value::Null) => Err("has no jti"),
+        Some(Value::String(s)) if s.is_empty() => Err("has an empty jti"),
+        Some(Value::String(s)) if s.len() > MAX_JTI_BYTES => Err("has a jti longer than 256 bytes"),
+        Some(Value::String(s)) if s.chars().any(char::is_control) => {
+            Err("has a jti with control characters")
+        }
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err("has a jti that is not a string"),
     }
 }
 
@@ -514,6 +616,20 @@ mod tests {
             "{debug}"
         );
         assert!(debug.contains("REDACTED"));
+    }
+
+    #[test]
+    fn single_use_jti_rules() {
+        let v = |j: Value| single_use_jti(Some(&j)).map(str::to_owned);
+        assert_eq!(v(Value::from("a-b-c")).unwrap(), "a-b-c");
+        assert_eq!(v(Value::from("x".repeat(256))).unwrap().len(), 256);
+        assert_eq!(single_use_jti(None), Err("has no jti"));
+        assert_eq!(v(Value::Null), Err("has no jti"));
+        assert_eq!(v(Value::from("")), Err("has an empty jti"));
+        assert!(v(Value::from("x".repeat(257))).is_err());
+        assert!(v(Value::from("a\u{0}b")).is_err());
+        assert!(v(Value::from(42)).is_err());
+        assert!(v(serde_json::json!(["a"])).is_err());
     }
 
     #[test]

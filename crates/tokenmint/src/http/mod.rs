@@ -41,6 +41,9 @@ pub fn error_status(err: &ExchangeError) -> (StatusCode, &'static str) {
             (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
         }
         ExchangeError::InvalidToken(_) => (StatusCode::UNAUTHORIZED, "invalid_token"),
+        ExchangeError::NoJti { .. } | ExchangeError::Replayed { .. } => {
+            (StatusCode::UNAUTHORIZED, "invalid_token")
+        }
         ExchangeError::AccessDenied { .. } => (StatusCode::FORBIDDEN, "access_denied"),
         ExchangeError::Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream_error"),
         ExchangeError::AuditUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),

@@ -31,6 +31,7 @@ fn config_for(url: &str) -> IssuerConfig {
         max_token_age: Duration::from_secs(900),
         max_token_lifetime: Duration::from_secs(21_600),
         leeway: Duration::from_secs(60),
+        single_use: false,
     }
 }
 

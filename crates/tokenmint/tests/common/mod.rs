@@ -91,6 +91,20 @@ impl Harness {
         options: ServeOptions,
         extra: &str,
     ) -> Self {
+        Self::with_settings(explain_denials, options, extra, false).await
+    }
+
+    /// The `dev` issuer with `single_use = true`.
+    pub(crate) async fn single_use() -> Self {
+        Self::with_settings(false, ServeOptions::default(), "", true).await
+    }
+
+    async fn with_settings(
+        explain_denials: bool,
+        options: ServeOptions,
+        extra: &str,
+        single_use: bool,
+    ) -> Self {
         let bind = || tokio::net::TcpListener::bind("127.0.0.1:0");
         let issuer = DevIssuer::spawn(bind().await.unwrap(), IssuerConfig::new("request-token"))
             .await
@@ -135,6 +149,7 @@ private_key_file = "app.pem"
 name = "dev"
 url = "{issuer}"
 audiences = ["{AUD}"]
+single_use = {single_use}
 [[issuer]]
 name = "other"
 url = "https://other-issuer.example"
