@@ -644,3 +644,34 @@ fn sarif_has_what_code_scanning_requires() {
         .iter()
         .any(|r| r["ruleId"] == "TM001" && r["level"] == "error"));
 }
+
+#[test]
+fn brokers_with_an_iam_trust_policy_file_are_left_to_iam_linting() {
+    let text = r#"
+[[broker]]
+name = "iam"
+issuer = "gh"
+repository = "acme/widgets"
+permissions = { contents = "read" }
+trust_policy_file = "trust.json"
+
+[[broker]]
+name = "claims"
+issuer = "gh"
+repository = "acme/widgets"
+permissions = { contents = "read" }
+[broker.claims]
+repository_id = "1"
+repository_owner_id = "2"
+runner_environment = "github-hosted"
+"#;
+    let report = super::lint_config_text(text, std::path::Path::new("t.toml")).unwrap();
+    assert!(
+        report
+            .findings
+            .iter()
+            .all(|f| !format!("{f:?}").contains("\"iam\"")),
+        "{:?}",
+        report.findings
+    );
+}
