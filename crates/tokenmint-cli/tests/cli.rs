@@ -831,3 +831,99 @@ sub = { like = "repo:acme*" }
         Some(2)
     );
 }
+
+#[test]
+fn kill_9_mid_load_loses_no_audit_row_for_a_delivered_token() {
+    let dev = Dev::start();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let received = rt.block_on(async {
+        let client = reqwest::Client::new();
+        // One OIDC token from the local issuer, reused by every client (the
+        // dev issuer is not single-use).
+        let sep = if dev.request_url.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
+        let body = client
+            .get(format!("{}{sep}audience=tokenmint", dev.request_url))
+            .bearer_auth(&dev.request_token)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let id_token = serde_json::from_slice::<serde_json::Value>(&body).unwrap()["value"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let url = format!("{}/v1/brokers/widgets-read/token", dev.url);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut clients = Vec::new();
+        for _ in 0..8 {
+            let (client, url, id_token, stop) =
+                (client.clone(), url.clone(), id_token.clone(), stop.clone());
+            clients.push(tokio::spawn(async move {
+                let mut tokens = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let Ok(resp) = client.post(&url).bearer_auth(&id_token).send().await else {
+                        break;
+                    };
+                    if resp.status() != 200 {
+                        break;
+                    }
+                    // Only a fully received answer counts as a delivered token.
+                    let Ok(bytes) = resp.bytes().await else { break };
+                    let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+                    tokens.push(v["token"].as_str().unwrap().to_owned());
+                }
+                tokens
+            }));
+        }
+        // Let the load run, then return with the clients still sending.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        (clients, stop)
+    });
+    let (clients, stop) = received;
+    // SIGKILL while the clients are still sending.
+    let mut dev = dev;
+    dev.child.kill().unwrap();
+    dev.child.wait().unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let tokens: Vec<String> = rt.block_on(async {
+        let mut all = Vec::new();
+        for c in clients {
+            all.extend(c.await.unwrap());
+        }
+        all
+    });
+    assert!(tokens.len() > 20, "the load ran ({} tokens)", tokens.len());
+    let out = dev.audit(&["list", "--json", "--limit", "10000", "--decision", "allow"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let audited: std::collections::HashSet<String> = text(&out.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["grant"]["token_sha256"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    for t in &tokens {
+        assert!(
+            audited.contains(&hex::encode(Sha256::digest(t.as_bytes()))),
+            "a delivered token has no audit row"
+        );
+    }
+    let out = dev.audit(&["verify"]);
+    assert!(
+        out.status.success(),
+        "the chain survives kill -9: {}",
+        text(&out.stdout)
+    );
+}

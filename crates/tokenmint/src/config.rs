@@ -77,6 +77,7 @@ struct RawServer {
 #[serde(deny_unknown_fields)]
 struct RawAudit {
     database: Option<String>,
+    chain: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -150,6 +151,9 @@ pub struct AuditConfig {
     /// sqlx URL of the store; a relative SQLite path is resolved against the
     /// config file's directory.
     pub database: String,
+    /// The hash chain this process appends to (default `main`). Replicas that
+    /// share a PostgreSQL store should each use their own chain.
+    pub chain: String,
 }
 
 /// `[github]`.
@@ -442,7 +446,19 @@ impl Validator<'_> {
                 "unsupported store; use \"sqlite://FILE\" or \"postgres://USER@HOST/DB\"",
             ));
         };
-        Ok(AuditConfig { database })
+        let chain = raw.chain.unwrap_or_else(|| "main".to_owned());
+        if chain.is_empty()
+            || chain.len() > 64
+            || !chain
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b':'))
+        {
+            return Err(self.invalid(
+                "[audit] chain",
+                format!("{chain:?} is not a chain id; use 1 to 64 characters from A-Z, a-z, 0-9, '.', '_', ':', '-' (e.g. the replica's name)"),
+            ));
+        }
+        Ok(AuditConfig { database, chain })
     }
 
     fn github(

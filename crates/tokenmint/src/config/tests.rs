@@ -413,3 +413,21 @@ fn claims_and_trust_policy_file_are_exclusive_and_one_is_required() {
         "{e}"
     );
 }
+
+#[test]
+fn audit_chain_defaults_to_main_and_is_validated() {
+    assert_eq!(parse(GOOD).unwrap().audit.chain, "main");
+    let c = parse(&GOOD.replace(
+        "database = \"sqlite://audit.db\"",
+        "database = \"sqlite://audit.db\"\nchain = \"replica-a\"",
+    ))
+    .unwrap();
+    assert_eq!(c.audit.chain, "replica-a");
+    for bad in ["", "a b", "x\\ny", &"a".repeat(65)] {
+        let e = err(&GOOD.replace(
+            "database = \"sqlite://audit.db\"",
+            &format!("database = \"sqlite://audit.db\"\nchain = {bad:?}"),
+        ));
+        assert!(e.contains("[audit] chain"), "{bad:?}: {e}");
+    }
+}

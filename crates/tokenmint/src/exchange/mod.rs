@@ -166,7 +166,7 @@ pub struct Service {
 impl Service {
     /// Opens the audit store and builds the clients for `config`.
     pub async fn start(config: Arc<Config>, clock: Arc<dyn Clock>) -> Result<Self, StartError> {
-        let audit = AuditLog::open(&config.audit.database, "main").await?;
+        let audit = AuditLog::open(&config.audit.database, &config.audit.chain).await?;
         let github = GithubClient::new(GithubSettings {
             api_url: config.github.api_url.clone(),
             app_id: config.github.app_id.clone(),
