@@ -228,6 +228,11 @@ impl DevStack {
             "  tokenmint exchange --url {} --broker widgets-read --audience {DEV_AUDIENCE}",
             self.url()
         );
+        let _ = writeln!(
+            s,
+            "  # from a source checkout: cargo run -p tokenmint-cli -- exchange --url {} --broker widgets-read --audience {DEV_AUDIENCE}",
+            self.url()
+        );
         let _ = writeln!(s);
         let _ = writeln!(s, "Then inspect the audit log:");
         let _ = writeln!(
