@@ -549,11 +549,7 @@ fn finish(
 
 /// Cuts token content for messages (it is quoted with `{:?}` by callers).
 fn short(s: &str) -> &str {
-    let mut end = s.len().min(200);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s.get(..end).unwrap_or_default()
+    crate::text::head(s, 200)
 }
 
 #[cfg(test)]

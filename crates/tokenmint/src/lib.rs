@@ -34,3 +34,4 @@ pub mod lint;
 mod net;
 pub mod oidc;
 pub mod policy;
+mod text;

@@ -310,10 +310,7 @@ fn clamp(s: &mut String, max: usize) {
     if s.len() <= max {
         return;
     }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
+    let end = crate::text::head(s, max).len();
     s.truncate(end);
     s.push_str(TRUNCATED);
 }

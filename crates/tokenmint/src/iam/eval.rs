@@ -475,19 +475,9 @@ impl fmt::Display for IamDenial {
     }
 }
 
-/// Renders a value for a log line: cut to [`MAX_LOGGED_VALUE_BYTES`] at a
-/// char boundary, then quoted with Rust's debug escaping; a cut is marked
-/// by `…` outside the quotes.
+/// Renders a value for a log line; see [`crate::text::quote`].
 fn quote(text: &str) -> String {
-    if text.len() <= MAX_LOGGED_VALUE_BYTES {
-        return format!("{text:?}");
-    }
-    let mut end = MAX_LOGGED_VALUE_BYTES;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    let head = text.get(..end).unwrap_or_default();
-    format!("{head:?}…")
+    crate::text::quote(text, MAX_LOGGED_VALUE_BYTES)
 }
 
 fn quote_list(values: &[String]) -> String {

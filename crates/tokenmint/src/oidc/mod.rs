@@ -302,7 +302,7 @@ impl Verifier {
         let entry = self
             .issuers
             .get(iss)
-            .ok_or_else(|| VerifyError::UnknownIssuer(truncate(iss, 200)))?;
+            .ok_or_else(|| VerifyError::UnknownIssuer(crate::text::truncate(iss, 200)))?;
         let issuer = &entry.config;
         // 4. Algorithm allowed for this issuer.
         if !issuer.algorithms.contains(&jws.alg) {
@@ -344,17 +344,6 @@ impl Verifier {
             }),
         }
     }
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_owned();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
 }
 
 fn numeric_date(
@@ -451,7 +440,10 @@ pub fn check_claims(
         .any(|a| issuer.audiences.iter().any(|want| want == a))
     {
         return Err(VerifyError::AudienceNotAccepted {
-            got: audiences.iter().map(|a| truncate(a, 200)).collect(),
+            got: audiences
+                .iter()
+                .map(|a| crate::text::truncate(a, 200))
+                .collect(),
             expected: issuer.audiences.clone(),
         });
     }

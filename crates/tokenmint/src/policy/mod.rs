@@ -381,21 +381,10 @@ fn check(claim: &str, condition: &Condition, value: Option<&Value>) -> Result<()
     }
 }
 
-/// Renders an attacker-controlled claim value for a log line: cut to
-/// [`MAX_LOGGED_VALUE_BYTES`] at a char boundary, then quoted with Rust's
-/// debug escaping (quotes, backslashes, control, bidi and other invisible
-/// characters all escaped). A cut is marked with `…` outside the quotes, so
-/// it cannot be confused with a `…` in the value itself.
+/// Renders an attacker-controlled claim value for a log line; see
+/// [`crate::text::quote`].
 fn quote_value(text: &str) -> String {
-    if text.len() <= MAX_LOGGED_VALUE_BYTES {
-        return format!("{text:?}");
-    }
-    let mut end = MAX_LOGGED_VALUE_BYTES;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    let head = text.get(..end).unwrap_or_default();
-    format!("{head:?}…")
+    crate::text::quote(text, MAX_LOGGED_VALUE_BYTES)
 }
 
 /// Compiles the condition for one `[broker.claims]` entry.
