@@ -136,3 +136,27 @@ pub enum AuditError {
         source: serde_json::Error,
     },
 }
+
+/// Runs one store query within `limit`, mapping a driver error to
+/// [`AuditError::Unavailable`] and an expired limit to [`AuditError::Timeout`],
+/// both naming `action` and the (redacted) store URL.
+pub(crate) async fn bounded<T>(
+    action: &'static str,
+    url: &str,
+    limit: Duration,
+    query: impl std::future::Future<Output = Result<T, sqlx::Error>>,
+) -> Result<T, AuditError> {
+    match tokio::time::timeout(limit, query).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(source)) => Err(AuditError::Unavailable {
+            action,
+            url: url.to_owned(),
+            source: Arc::new(source),
+        }),
+        Err(_) => Err(AuditError::Timeout {
+            action,
+            url: url.to_owned(),
+            after: limit,
+        }),
+    }
+}

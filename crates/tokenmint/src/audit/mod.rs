@@ -345,11 +345,13 @@ impl AuditLog {
             });
         }
         let check = store::ping(&self.inner.pool, &self.inner.chain_id);
-        match tokio::time::timeout(self.inner.options.append_timeout, check).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(source)) => Err(self.unavailable("ping", source)),
-            Err(_) => Err(self.timeout("ping")),
-        }
+        error::bounded(
+            "ping",
+            &self.inner.url,
+            self.inner.options.append_timeout,
+            check,
+        )
+        .await
     }
 
     /// Verifies every chain in the store, a page of rows at a time, and names
@@ -385,14 +387,6 @@ impl AuditLog {
             filter,
         )
         .await
-    }
-
-    fn unavailable(&self, action: &'static str, source: sqlx::Error) -> AuditError {
-        AuditError::Unavailable {
-            action,
-            url: self.inner.url.clone(),
-            source: Arc::new(source),
-        }
     }
 
     fn timeout(&self, action: &'static str) -> AuditError {
@@ -464,23 +458,7 @@ async fn list_records(
         since_us,
         limit,
     );
-    let rows = match tokio::time::timeout(query_timeout, query).await {
-        Ok(Ok(rows)) => rows,
-        Ok(Err(source)) => {
-            return Err(AuditError::Unavailable {
-                action: "list records",
-                url: url.to_owned(),
-                source: Arc::new(source),
-            })
-        }
-        Err(_) => {
-            return Err(AuditError::Timeout {
-                action: "list records",
-                url: url.to_owned(),
-                after: query_timeout,
-            })
-        }
-    };
+    let rows = error::bounded("list records", url, query_timeout, query).await?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         let record: AuditRecord =

@@ -61,11 +61,13 @@ impl AuditLog {
         let now_us = unix_micros_saturating(now);
         let expires_us = unix_micros_saturating(expires_at);
         let claim = store::claim_jti(&self.inner.pool, issuer, jti, expires_us, now_us);
-        let fresh = match tokio::time::timeout(self.inner.options.append_timeout, claim).await {
-            Ok(Ok(fresh)) => fresh,
-            Ok(Err(source)) => return Err(self.unavailable("claim jti", source)),
-            Err(_) => return Err(self.timeout("claim jti")),
-        };
+        let fresh = super::error::bounded(
+            "claim jti",
+            &self.inner.url,
+            self.inner.options.append_timeout,
+            claim,
+        )
+        .await?;
         self.maybe_prune(now_us);
         Ok(if fresh {
             JtiClaim::Fresh
@@ -134,23 +136,7 @@ async fn prune(
     let mut total = 0;
     for _ in 0..PRUNE_MAX_BATCHES {
         let batch = store::prune_jtis(pool, now_us, PRUNE_BATCH);
-        let deleted = match tokio::time::timeout(query_timeout, batch).await {
-            Ok(Ok(n)) => n,
-            Ok(Err(source)) => {
-                return Err(AuditError::Unavailable {
-                    action: "prune used jtis",
-                    url: url.to_owned(),
-                    source: Arc::new(source),
-                })
-            }
-            Err(_) => {
-                return Err(AuditError::Timeout {
-                    action: "prune used jtis",
-                    url: url.to_owned(),
-                    after: query_timeout,
-                })
-            }
-        };
+        let deleted = super::error::bounded("prune used jtis", url, query_timeout, batch).await?;
         total += deleted;
         if deleted < u64::from(PRUNE_BATCH) {
             break;

@@ -4,7 +4,6 @@ use serde::Serialize;
 use sqlx::AnyPool;
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 use super::chain::{row_hash, Head, GENESIS_HASH};
@@ -131,19 +130,7 @@ impl Source<'_> {
         &self,
         query: impl Future<Output = Result<T, sqlx::Error>>,
     ) -> Result<T, AuditError> {
-        match tokio::time::timeout(self.query_timeout, query).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(source)) => Err(AuditError::Unavailable {
-                action: "verify audit chains",
-                url: self.url.to_owned(),
-                source: Arc::new(source),
-            }),
-            Err(_) => Err(AuditError::Timeout {
-                action: "verify audit chains",
-                url: self.url.to_owned(),
-                after: self.query_timeout,
-            }),
-        }
+        super::error::bounded("verify audit chains", self.url, self.query_timeout, query).await
     }
 }
 
