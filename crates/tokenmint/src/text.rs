@@ -36,6 +36,24 @@ pub(crate) fn quote(s: &str, max: usize) -> String {
     }
 }
 
+/// Caller-controlled text made safe for logs: control characters escaped,
+/// length bounded at a char boundary.
+pub(crate) fn printable(s: &str, max: usize) -> String {
+    let mut out = String::with_capacity(s.len().min(max) + 8);
+    for c in s.chars() {
+        if out.len() >= max {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -48,5 +66,12 @@ mod tests {
         assert_eq!(truncate("abc", 3), "abc");
         assert_eq!(quote("a\"b\n", 10), r#""a\"b\n""#);
         assert_eq!(quote("abcdef", 3), r#""abc"…"#);
+    }
+
+    #[test]
+    fn printable_escapes_and_bounds() {
+        assert_eq!(printable("a\nb", 10), "a\\nb");
+        assert_eq!(printable("abcdef", 3), "abc…");
+        assert_eq!(printable("ééé", 3), "éé…");
     }
 }

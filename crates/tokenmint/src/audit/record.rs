@@ -11,7 +11,7 @@ use std::fmt;
 use time::OffsetDateTime;
 
 use super::error::AuditError;
-use crate::oidc::{claim_text, VerifiedClaims};
+use crate::oidc::claim_text;
 
 /// One decision of the exchange endpoint, as written to the audit log.
 ///
@@ -125,13 +125,16 @@ pub struct AuditClaims {
 }
 
 impl AuditClaims {
-    /// Picks the audited claims out of a verified claim set.
-    pub fn from_claims(claims: &VerifiedClaims) -> Self {
+    /// Picks the audited claims out of a claim set (verified, or signed by a
+    /// configured issuer but refused later), as escaped, bounded text.
+    pub fn from_claims(claims: &serde_json::Map<String, serde_json::Value>) -> Self {
+        // Claim values are caller-controlled: control characters are escaped
+        // so `audit list` can print them safely, and length is bounded.
         let get = |name: &str| {
             claims
                 .get(name)
                 .and_then(claim_text)
-                .map(|t| t.into_owned())
+                .map(|t| crate::text::printable(&t, 512))
         };
         Self {
             repository: get("repository"),
@@ -469,7 +472,7 @@ pub(crate) mod tests {
                 "environment": null, "jti": "j-1"
             }),
         );
-        let c = AuditClaims::from_claims(&claims);
+        let c = AuditClaims::from_claims(claims.as_map());
         assert_eq!(c.repository.as_deref(), Some("o/r"));
         assert_eq!(c.git_ref.as_deref(), Some("refs/heads/main"));
         assert_eq!(c.run_id.as_deref(), Some("42"));

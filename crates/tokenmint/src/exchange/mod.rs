@@ -35,6 +35,7 @@ use crate::github::{
 use crate::iam::{IamDecision, WebIdentityRequest};
 use crate::oidc::{claim_text, Rejection, VerifiedClaims, Verifier, VerifyError};
 use crate::policy::Decision;
+use crate::text::printable;
 use serde_json::{Map, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -517,38 +518,7 @@ fn fill_claims(record: &mut AuditRecord, issuer: &str, claims: &Map<String, Valu
             .collect(),
         _ => Vec::new(),
     };
-    record.claims = AuditClaims {
-        repository: text("repository"),
-        repository_id: text("repository_id"),
-        repository_owner_id: text("repository_owner_id"),
-        git_ref: text("ref"),
-        environment: text("environment"),
-        workflow_ref: text("workflow_ref"),
-        job_workflow_ref: text("job_workflow_ref"),
-        run_id: text("run_id"),
-        run_attempt: text("run_attempt"),
-        actor: text("actor"),
-        event_name: text("event_name"),
-        jti: text("jti"),
-    };
-}
-
-/// Caller-controlled text made safe for logs: control characters escaped,
-/// length bounded at a char boundary.
-pub(crate) fn printable(s: &str, max: usize) -> String {
-    let mut out = String::with_capacity(s.len().min(max) + 8);
-    for c in s.chars() {
-        if out.len() >= max {
-            out.push('…');
-            break;
-        }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    record.claims = AuditClaims::from_claims(claims);
 }
 
 fn elapsed_us(started: Instant) -> u64 {
@@ -630,12 +600,5 @@ mod tests {
         assert!(v(Value::from("a\u{0}b")).is_err());
         assert!(v(Value::from(42)).is_err());
         assert!(v(serde_json::json!(["a"])).is_err());
-    }
-
-    #[test]
-    fn printable_escapes_and_bounds() {
-        assert_eq!(printable("a\nb", 10), "a\\nb");
-        assert_eq!(printable("abcdef", 3), "abc…");
-        assert_eq!(printable("ééé", 3), "éé…");
     }
 }
