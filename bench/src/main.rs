@@ -11,7 +11,7 @@ mod stack;
 use anyhow::{bail, Context as _};
 use clap::Parser;
 use procfs::{CpuTicks, TickSource};
-use report::{LevelReport, RunReport};
+use report::{LevelReport, RunReport, SoakReport, SoakSample};
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -33,7 +33,7 @@ struct Args {
     #[arg(long, default_value = "target/release/tokenmint")]
     tokenmint_bin: PathBuf,
     /// Concurrency levels (closed-loop clients), comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64,256")]
     concurrency: Vec<usize>,
     /// Seconds per level.
     #[arg(long, default_value_t = 10)]
@@ -47,6 +47,17 @@ struct Args {
     /// Print JSON instead of the Markdown table.
     #[arg(long)]
     json: bool,
+    /// After the levels, a soak: this many seconds of load, in windows of
+    /// `--soak-window` seconds (fresh tokens each), sampling tokenmint's RSS
+    /// after every window. 0 = no soak. 600 gives the 10-minute soak.
+    #[arg(long, default_value_t = 0)]
+    soak: u64,
+    /// Closed-loop clients during the soak.
+    #[arg(long, default_value_t = 64)]
+    soak_clients: usize,
+    /// Seconds per soak window (one RSS sample each).
+    #[arg(long, default_value_t = 60)]
+    soak_window: u64,
     /// Keep the temporary directory (config, audit DB, tokenmint's log) and print its path.
     #[arg(long)]
     keep_dir: bool,
@@ -69,6 +80,11 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
     if args.duration == 0 || args.duration > MAX_DURATION_SECS {
         bail!("--duration must be 1..={MAX_DURATION_SECS} s (tokens live 300 s)");
+    }
+    if args.soak > 0
+        && (args.soak_clients == 0 || args.soak_window == 0 || args.soak_window > MAX_DURATION_SECS)
+    {
+        bail!("--soak needs --soak-clients >= 1 and --soak-window 1..={MAX_DURATION_SECS} s");
     }
     if args.tokens == 0 {
         bail!("--tokens must be at least 1");
@@ -270,6 +286,12 @@ async fn measure(
         levels.push(level);
     }
 
+    let soak = if args.soak > 0 {
+        Some(soak(args, client, &url, &mint, pid).await?)
+    } else {
+        None
+    };
+
     Ok(RunReport {
         tokenmint_bin: args.tokenmint_bin.display().to_string(),
         duration_secs: args.duration,
@@ -279,9 +301,60 @@ async fn measure(
         clock_tick_source: TickSource::Getconf,
         cold_github_calls,
         levels,
+        soak,
         child_exit: String::new(),
     })
 }
+
+/// The soak: `--soak` seconds of `--soak-clients` closed-loop clients, one
+/// RSS sample per window. Memory is flat when the last samples stop rising.
+async fn soak(
+    args: &Args,
+    client: &reqwest::Client,
+    url: &str,
+    mint: &dyn Fn(usize) -> anyhow::Result<Arc<Vec<String>>>,
+    pid: u32,
+) -> anyhow::Result<SoakReport> {
+    eprintln!(
+        "soak: {} clients for {} s, RSS sampled every {} s",
+        args.soak_clients, args.soak, args.soak_window
+    );
+    let mut samples = Vec::new();
+    let mut done = 0;
+    while done < args.soak {
+        let window = args.soak_window.min(args.soak - done);
+        let tokens = mint(args.tokens)?;
+        let result = load::run(
+            client,
+            url,
+            tokens,
+            args.soak_clients,
+            Duration::from_secs(window),
+        )
+        .await?;
+        done += window;
+        let sample = SoakSample {
+            at_secs: done,
+            exchanges_per_sec: report::per(result.ok as f64, result.elapsed.as_secs_f64()),
+            non_200: result.non_200_total(),
+            transport_errors: result.transport_errors,
+            rss_mib: procfs::current_rss(pid)? as f64 / MIB,
+            peak_rss_mib: procfs::peak_rss(pid)? as f64 / MIB,
+        };
+        eprintln!(
+            "  {:>4} s: {:.0} exchanges/s, RSS {:.1} MiB (peak {:.1} MiB)",
+            sample.at_secs, sample.exchanges_per_sec, sample.rss_mib, sample.peak_rss_mib
+        );
+        samples.push(sample);
+    }
+    Ok(SoakReport {
+        clients: args.soak_clients,
+        window_secs: args.soak_window,
+        samples,
+    })
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
 
 /// CPU ticks used during one level.
 #[derive(Debug, Clone, Copy)]

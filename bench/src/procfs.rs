@@ -121,6 +121,13 @@ pub(crate) fn peak_rss(pid: u32) -> anyhow::Result<u64> {
     parse_status_kib(&text, "VmHWM").with_context(|| format!("parse {path}"))
 }
 
+/// Current resident set size (`VmRSS`) of process `pid`, in bytes.
+pub(crate) fn current_rss(pid: u32) -> anyhow::Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("read {path}"))?;
+    parse_status_kib(&text, "VmRSS").with_context(|| format!("parse {path}"))
+}
+
 /// Where the clock-tick length came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -18,8 +18,32 @@ pub(crate) struct RunReport {
     /// GitHub stand-in calls made by the very first exchange (cold caches).
     pub(crate) cold_github_calls: usize,
     pub(crate) levels: Vec<LevelReport>,
+    /// The soak, when `--soak` asked for one.
+    pub(crate) soak: Option<SoakReport>,
     /// How the tokenmint child ended.
     pub(crate) child_exit: String,
+}
+
+/// A soak run: RSS over time under steady load.
+#[derive(Debug, Serialize)]
+pub(crate) struct SoakReport {
+    pub(crate) clients: usize,
+    pub(crate) window_secs: u64,
+    pub(crate) samples: Vec<SoakSample>,
+}
+
+/// One soak window.
+#[derive(Debug, Serialize)]
+pub(crate) struct SoakSample {
+    /// Seconds of soak load so far.
+    pub(crate) at_secs: u64,
+    pub(crate) exchanges_per_sec: f64,
+    pub(crate) non_200: u64,
+    pub(crate) transport_errors: u64,
+    /// tokenmint's `VmRSS` at the end of the window.
+    pub(crate) rss_mib: f64,
+    /// tokenmint's `VmHWM` at the end of the window.
+    pub(crate) peak_rss_mib: f64,
 }
 
 /// Latency percentiles of 200 answers, in milliseconds.
@@ -183,6 +207,31 @@ pub(crate) fn markdown(report: &RunReport) -> String {
             );
         }
     }
+    if let Some(soak) = &report.soak {
+        let _ = writeln!(
+            s,
+            "\nSoak: {} clients, RSS sampled every {} s.\n\n| after s | exchanges/s | non-200 + errors | RSS MiB | peak RSS MiB |\n|---:|---:|---:|---:|---:|",
+            soak.clients, soak.window_secs
+        );
+        for x in &soak.samples {
+            let _ = writeln!(
+                s,
+                "| {} | {:.0} | {} | {:.1} | {:.1} |",
+                x.at_secs,
+                x.exchanges_per_sec,
+                x.non_200 + x.transport_errors,
+                x.rss_mib,
+                x.peak_rss_mib
+            );
+        }
+        if let (Some(first), Some(last)) = (soak.samples.first(), soak.samples.last()) {
+            let _ = writeln!(
+                s,
+                "\nRSS change from the first to the last sample: {:+.1} MiB.",
+                last.rss_mib - first.rss_mib
+            );
+        }
+    }
     s
 }
 
@@ -237,10 +286,44 @@ mod tests {
             clock_tick_source: TickSource::Getconf,
             cold_github_calls: 2,
             levels: vec![l],
+            soak: None,
             child_exit: "stopped".into(),
         });
         assert!(table.contains("| 4 | 500 |"), "{table}");
         assert!(table.contains("503"), "{table}");
+    }
+
+    #[test]
+    fn soak_table_lists_samples_and_rss_change() {
+        let sample = |at_secs, rss_mib| SoakSample {
+            at_secs,
+            exchanges_per_sec: 1000.0,
+            non_200: 0,
+            transport_errors: 0,
+            rss_mib,
+            peak_rss_mib: 40.0,
+        };
+        let table = markdown(&RunReport {
+            tokenmint_bin: "x".into(),
+            duration_secs: 2,
+            warmup_secs: 0,
+            tokens_per_level: 1,
+            clock_ticks_per_second: 100,
+            clock_tick_source: TickSource::Getconf,
+            cold_github_calls: 2,
+            levels: vec![],
+            soak: Some(SoakReport {
+                clients: 64,
+                window_secs: 60,
+                samples: vec![sample(60, 30.0), sample(120, 31.5)],
+            }),
+            child_exit: "stopped".into(),
+        });
+        assert!(
+            table.contains("| 120 | 1000 | 0 | 31.5 | 40.0 |"),
+            "{table}"
+        );
+        assert!(table.contains("+1.5 MiB"), "{table}");
     }
 
     #[test]
