@@ -345,7 +345,7 @@ fn checkov_passes_both_modules_and_every_skip_is_justified() {
 fn policies_name_no_wildcard_principal_action_or_resource() {
     // Lambda names its log streams itself, so the broker's log statement names the streams of
     // its own log group: this one `:*`, under an exact log group, is the only pattern allowed.
-    const LOG_STREAMS: &str = "${aws_cloudwatch_log_group.this.arn}:*";
+    const LOG_STREAMS: &str = "${aws_cloudwatch_log_group.lambda.arn}:*";
     let mut documents = 0;
     for m in MODULES {
         let file = module(m, "main.tf");
@@ -457,7 +457,7 @@ fn permission_policies_grant_only_what_the_broker_and_caller_need() {
         expect(&["kms:Sign"], &["${statement.value}"]),
         expect(
             &["logs:CreateLogStream", "logs:PutLogEvents"],
-            &["${aws_cloudwatch_log_group.this.arn}:*"],
+            &["${aws_cloudwatch_log_group.lambda.arn}:*"],
         ),
     ];
     want.sort();
@@ -743,7 +743,7 @@ fn validation_regexes_are_the_runtimes() {
 #[test]
 fn broker_function_matches_the_runtime_contract() {
     let broker = module("broker-lambda", "main.tf");
-    let f = block(broker, "resource", "aws_lambda_function", "this");
+    let f = block(broker, "resource", "aws_lambda_function", "broker");
     assert_eq!(attr(f, "runtime").unwrap(), "provided.al2023");
     assert_eq!(attr(f, "handler").unwrap(), "bootstrap");
     assert_eq!(
@@ -809,6 +809,56 @@ fn broker_function_matches_the_runtime_contract() {
     );
     let perms = attr(variable(vars, "permissions"), "default").unwrap();
     assert_eq!(perms, &serde_json::json!({"contents": "read"}));
+
+    // Drop-in: github-token-broker's resource addresses, inputs and outputs, so swapping the
+    // module source plans in-place updates (no destroy and re-create of the function or role).
+    for (ty, label) in [
+        ("aws_lambda_function", "broker"),
+        ("aws_lambda_function_url", "broker"),
+        ("aws_iam_role", "lambda"),
+        ("aws_iam_role_policy", "lambda"),
+        ("aws_cloudwatch_log_group", "lambda"),
+    ] {
+        block(broker, "resource", ty, label);
+    }
+    for input in [
+        "function_name",
+        "repository_owner",
+        "repository_name",
+        "lambda_artifact",
+        "release_repository",
+        "permissions",
+        "ssm_parameter_paths",
+        "github_api_base_url",
+        "log_level",
+        "architecture",
+        "memory_size",
+        "timeout",
+        "log_retention_days",
+        "tags",
+        "enable_function_url",
+        "kms_key_arn",
+    ] {
+        variable(vars, input);
+    }
+    let outputs = module("broker-lambda", "outputs.tf")["output"]
+        .as_array()
+        .unwrap();
+    for name in [
+        "function_arn",
+        "function_name",
+        "function_invoke_arn",
+        "function_url",
+        "role_arn",
+        "role_name",
+        "log_group_name",
+        "deployed_version",
+    ] {
+        assert!(
+            outputs.iter().any(|o| o.get(name).is_some()),
+            "output {name} is missing"
+        );
+    }
 }
 
 #[test]

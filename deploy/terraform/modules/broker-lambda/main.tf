@@ -74,7 +74,7 @@ resource "terraform_data" "release_artifact" {
   }
 }
 
-resource "aws_cloudwatch_log_group" "this" {
+resource "aws_cloudwatch_log_group" "lambda" {
   #checkov:skip=CKV_AWS_158: logs never carry the token, the key or the App JWT (only token_sha256); a customer key is optional via log_kms_key_arn.
   name              = "/aws/lambda/${var.function_name}"
   retention_in_days = var.log_retention_days
@@ -102,7 +102,7 @@ data "aws_iam_policy_document" "assume" {
   }
 }
 
-resource "aws_iam_role" "this" {
+resource "aws_iam_role" "lambda" {
   name               = var.function_name
   description        = "tokenmint broker ${var.function_name}: reads its GitHub App parameters and writes its logs"
   assume_role_policy = data.aws_iam_policy_document.assume.json
@@ -157,17 +157,17 @@ data "aws_iam_policy_document" "permissions" {
     sid       = "WriteOwnLogs"
     effect    = "Allow"
     actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
-    resources = ["${aws_cloudwatch_log_group.this.arn}:*"]
+    resources = ["${aws_cloudwatch_log_group.lambda.arn}:*"]
   }
 }
 
-resource "aws_iam_role_policy" "this" {
-  name   = "tokenmint-broker"
-  role   = aws_iam_role.this.id
+resource "aws_iam_role_policy" "lambda" {
+  name   = "${var.function_name}-policy"
+  role   = aws_iam_role.lambda.id
   policy = data.aws_iam_policy_document.permissions.json
 }
 
-resource "aws_lambda_function" "this" {
+resource "aws_lambda_function" "broker" {
   #checkov:skip=CKV_AWS_50: X-Ray's write actions only accept Resource "*", which this module's least-privilege role never grants; latency is in each JSON log line.
   #checkov:skip=CKV_AWS_116: callers invoke synchronously (RequestResponse) and read the error themselves; a dead-letter queue only applies to asynchronous invocations.
   #checkov:skip=CKV_AWS_117: the function talks only to SSM, KMS and GitHub over TLS and holds no network trust; a VPC would add a NAT gateway and no protection.
@@ -175,7 +175,7 @@ resource "aws_lambda_function" "this" {
   #checkov:skip=CKV_AWS_272: code signing needs an AWS Signer profile the module cannot assume exists; the release path checks the zip's SHA-256 against checksums.txt instead.
   function_name = var.function_name
   description   = "tokenmint: mints a GitHub App installation token for ${var.repository_owner}/${var.repository_name}"
-  role          = aws_iam_role.this.arn
+  role          = aws_iam_role.lambda.arn
   runtime       = "provided.al2023"
   handler       = "bootstrap"
   architectures = [var.architecture]
@@ -204,15 +204,15 @@ resource "aws_lambda_function" "this" {
   }
 
   depends_on = [
-    aws_cloudwatch_log_group.this,
-    aws_iam_role_policy.this,
+    aws_cloudwatch_log_group.lambda,
+    aws_iam_role_policy.lambda,
     terraform_data.release_artifact,
   ]
 }
 
-resource "aws_lambda_function_url" "this" {
+resource "aws_lambda_function_url" "broker" {
   count = var.enable_function_url ? 1 : 0
 
-  function_name      = aws_lambda_function.this.function_name
+  function_name      = aws_lambda_function.broker.function_name
   authorization_type = "AWS_IAM"
 }
