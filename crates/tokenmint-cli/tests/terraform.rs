@@ -657,6 +657,7 @@ fn validation_regexes_are_the_runtimes() {
         regexes(vars, "ssm_parameter_paths"),
         [r"^/[A-Za-z0-9_.\-/]+$"]
     );
+    assert!(conditions(vars, "ssm_parameter_paths")[0].contains("length(path) <= 2048"));
     let ssm = regex::Regex::new(r"^/[A-Za-z0-9_.\-/]+$").unwrap();
     assert!(ssm.is_match("/github-token-broker/app/private-key-pem"));
     for bad in [
@@ -796,7 +797,13 @@ fn broker_function_matches_the_runtime_contract() {
             "{var} = {value} missing in {env}"
         );
     }
-    assert!(env.contains("'TOKENMINT_MODE': 'http'"), "{env}");
+    for http in [
+        "'TOKENMINT_MODE': 'http'",
+        "'TOKENMINT_CONFIG': '${coalesce(var.tokenmint_config",
+        "'TOKENMINT_LOG_LEVEL': '${var.log_level}'",
+    ] {
+        assert!(env.contains(http), "{http} missing in {env}");
+    }
     let defaults = attr(variable(vars, "ssm_parameter_paths"), "default").unwrap();
     assert_eq!(defaults["client_id"], "/github-token-broker/app/client-id");
     assert_eq!(

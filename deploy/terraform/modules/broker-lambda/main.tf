@@ -43,8 +43,9 @@ locals {
       GITHUB_TOKEN_BROKER_LOG_LEVEL            = var.log_level
     },
     var.mode == "http" ? {
-      TOKENMINT_MODE   = "http"
-      TOKENMINT_CONFIG = coalesce(var.tokenmint_config, "/var/task/tokenmint.toml")
+      TOKENMINT_MODE      = "http"
+      TOKENMINT_CONFIG    = coalesce(var.tokenmint_config, "/var/task/tokenmint.toml")
+      TOKENMINT_LOG_LEVEL = var.log_level
     } : {},
   )
 }

@@ -120,9 +120,9 @@ variable "ssm_parameter_paths" {
 
   validation {
     condition = alltrue([
-      for path in values(var.ssm_parameter_paths) : can(regex("^/[A-Za-z0-9_.\\-/]+$", path))
+      for path in values(var.ssm_parameter_paths) : can(regex("^/[A-Za-z0-9_.\\-/]+$", path)) && length(path) <= 2048
     ])
-    error_message = "ssm_parameter_paths must be literal absolute parameter names (^/[A-Za-z0-9_.\\-/]+$): no wildcards, no ARNs."
+    error_message = "ssm_parameter_paths must be literal absolute parameter names (^/[A-Za-z0-9_.\\-/]+$, at most 2048 characters): no wildcards, no ARNs."
   }
 }
 
@@ -138,7 +138,7 @@ variable "github_api_base_url" {
 }
 
 variable "log_level" {
-  description = "Log level: debug, info, warn or error. Unlike the original, an unknown level is an error."
+  description = "Log level: debug, info, warn or error (GITHUB_TOKEN_BROKER_LOG_LEVEL; TOKENMINT_LOG_LEVEL in http mode). Unlike the original, an unknown level is an error."
   type        = string
   default     = "info"
 
