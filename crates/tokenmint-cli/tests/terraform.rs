@@ -271,8 +271,18 @@ fn every_tf_file_parses_with_python_hcl2() {
 
 #[test]
 fn checkov_passes_both_modules_and_every_skip_is_justified() {
-    for m in MODULES {
-        let dir = terraform_dir().join("modules").join(m);
+    // Both modules, and the example that calls them (checkov then sees the modules with the
+    // example's inputs).
+    let dirs = MODULES
+        .iter()
+        .map(|m| terraform_dir().join("modules").join(m))
+        .chain([terraform_dir().join("examples/complete")]);
+    for dir in dirs {
+        let m = dir
+            .strip_prefix(terraform_dir())
+            .unwrap()
+            .display()
+            .to_string();
         let out = Command::new(venv().join("bin/checkov"))
             .args(["--framework", "terraform", "--output", "json", "--compact"])
             .args(["--skip-download", "--directory"])
