@@ -894,6 +894,36 @@ fn example_workflow_is_keyless_and_masks_the_token() {
     ] {
         assert!(wf.contains(needle), "the example workflow lacks {needle:?}");
     }
+    // Parsed, the workflow asks for exactly an OIDC token and read access, and the steps
+    // assume the role before invoking.
+    let out = Command::new(venv().join("bin/python"))
+        .args([
+            "-c",
+            "import json, sys, yaml; json.dump(yaml.safe_load(open(sys.argv[1])), sys.stdout)",
+        ])
+        .arg(terraform_dir().join("examples/github-actions/mint-token.yml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let parsed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        parsed["permissions"],
+        serde_json::json!({"id-token": "write", "contents": "read"})
+    );
+    let steps = parsed["jobs"].as_object().unwrap().values().next().unwrap()["steps"]
+        .as_array()
+        .unwrap();
+    let configure = steps[0]["uses"].as_str().unwrap();
+    assert!(configure.starts_with("aws-actions/configure-aws-credentials@"));
+    assert!(steps[0]["with"]["role-to-assume"].is_string());
+    assert!(steps[1]["run"]
+        .as_str()
+        .unwrap()
+        .contains("aws lambda invoke"));
     // The mask comes before anything else can print the token.
     let mask = wf.find("::add-mask::").unwrap();
     let first_use = wf.find("$token").unwrap();
