@@ -1,0 +1,11 @@
+# broker-lambda: provider and Terraform version requirements.
+terraform {
+  required_version = ">= 1.5.0"
+
+  required_providers {
+    aws = {
+      source  = "hashicorp/aws"
+      version = ">= 5.40.0"
+    }
+  }
+}
