@@ -1,7 +1,7 @@
-//! Tests of the Terraform in `deploy/terraform/`: every `.tf` parses (python-hcl2), checkov passes both modules with every skip justified, the IAM policies name no wildcard principal, action or resource, the trust policy always requires `aud` and `sub`, and the input validation is the runtime's.
+//! Tests of the Terraform in `deploy/terraform/`: every `.tf` parses (bc-python-hcl2), checkov passes both modules with every skip justified, the IAM policies name no wildcard principal, action or resource, the trust policy always requires `aud` and `sub`, and the input validation is the runtime's.
 //!
 //! The Terraform binary is not in the package registries, so nothing here runs `terraform`:
-//! the checks read the modules as parsed HCL (the JSON python-hcl2 produces) and checkov scans
+//! the checks read the modules as parsed HCL (the JSON bc-python-hcl2 produces) and checkov scans
 //! them statically. Python tools come from `scripts/python-env iac`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -21,7 +21,7 @@ fn terraform_dir() -> PathBuf {
     root().join("deploy/terraform")
 }
 
-/// The `iac` venv (checkov, python-hcl2), built once by the repository's own script.
+/// The `iac` venv (checkov, bc-python-hcl2), built once by the repository's own script.
 fn venv() -> &'static Path {
     static VENV: OnceLock<PathBuf> = OnceLock::new();
     VENV.get_or_init(|| {
@@ -59,7 +59,7 @@ fn all_tf_files() -> Vec<PathBuf> {
     files
 }
 
-/// Parses files with python-hcl2 (the `hcl2` module in the venv, the parser checkov uses);
+/// Parses files with bc-python-hcl2 (the `hcl2` module in the venv, the parser checkov uses);
 /// returns each file's JSON, or the parser's error.
 fn parse_hcl(files: &[PathBuf]) -> Vec<Result<Value, String>> {
     const SCRIPT: &str = r#"
@@ -81,7 +81,7 @@ json.dump(out, sys.stdout)
         .unwrap();
     assert!(
         out.status.success(),
-        "python-hcl2 crashed:\n{}",
+        "bc-python-hcl2 crashed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let results: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
@@ -117,7 +117,7 @@ fn module(name: &str, file: &str) -> &'static Value {
         .1
 }
 
-/// python-hcl2 wraps every attribute value in a one-element list.
+/// bc-python-hcl2 wraps every attribute value in a one-element list.
 fn attr<'a>(block: &'a Value, name: &str) -> Option<&'a Value> {
     block.get(name).map(|v| match v {
         Value::Array(a) if a.len() == 1 => &a[0],
@@ -265,7 +265,7 @@ fn every_tf_file_parses_with_python_hcl2() {
     std::fs::write(&broken, "variable \"x\" {\n  type = string\n").unwrap();
     assert!(
         parse_hcl(&[broken])[0].is_err(),
-        "python-hcl2 accepted broken HCL"
+        "bc-python-hcl2 accepted broken HCL"
     );
 }
 
