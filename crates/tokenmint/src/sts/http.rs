@@ -71,19 +71,35 @@ async fn run(
         }
     };
     let sts = service.sts().ok_or(StsError::Internal)?;
-    match params::parse(&body)? {
-        Call::AssumeRoleWithWebIdentity(req) => {
-            let meta = RequestMeta {
-                request_id: request_id.to_owned(),
-                client_addr: parts
-                    .extensions
-                    .get::<ConnectInfo<SocketAddr>>()
-                    .map(|ConnectInfo(addr)| addr.to_string()),
-                user_agent: parts
-                    .headers
-                    .get(header::USER_AGENT)
-                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+    let meta = RequestMeta {
+        request_id: request_id.to_owned(),
+        client_addr: parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.to_string()),
+        user_agent: parts
+            .headers
+            .get(header::USER_AGENT)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+    };
+    let call = match params::parse(&body) {
+        Ok(call) => call,
+        Err(err) => {
+            let param = |name: &str| {
+                url::form_urlencoded::parse(&body)
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.into_owned())
             };
+            if param("Action").as_deref() == Some("AssumeRoleWithWebIdentity") {
+                let role_arn = param("RoleArn").unwrap_or_default();
+                let now = service.clock().now();
+                super::audit_refused_parameters(&service, &meta, &role_arn, &err, now).await;
+            }
+            return Err(err);
+        }
+    };
+    match call {
+        Call::AssumeRoleWithWebIdentity(req) => {
             // Its own task: a client that goes away must not cancel it
             // between minting and auditing.
             let task = tokio::spawn(async move {

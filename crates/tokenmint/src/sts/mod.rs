@@ -126,23 +126,7 @@ pub(crate) async fn assume_role_with_web_identity(
     now: OffsetDateTime,
 ) -> Result<Assumed, StsError> {
     let started = Instant::now();
-    let mut record = AuditRecord {
-        time: now,
-        request_id: meta.request_id.clone(),
-        broker: format!("sts:{}", printable(&req.role_arn, 2048)),
-        decision: AuditDecision::Deny,
-        status: 0,
-        code: None,
-        reason: String::new(),
-        issuer: None,
-        subject: None,
-        audience: Vec::new(),
-        claims: Default::default(),
-        client_addr: meta.client_addr.clone(),
-        user_agent: meta.user_agent.as_deref().map(|ua| printable(ua, 256)),
-        grant: None,
-        latency_us: 0,
-    };
+    let mut record = base_record(meta, &req.role_arn, now);
     let outcome = assume_inner(service, sts, req, now, &mut record).await;
     record.latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     match outcome {
@@ -169,21 +153,60 @@ pub(crate) async fn assume_role_with_web_identity(
             Ok(assumed)
         }
         Err(err) => {
-            let (status, _, code) = error_status(&err);
-            record.decision = if status.is_server_error() {
-                AuditDecision::Error
-            } else {
-                AuditDecision::Deny
-            };
-            record.status = status.as_u16();
-            record.code = Some(code.to_owned());
-            record.reason = err.to_string();
-            tracing::info!(code, status = record.status, reason = %record.reason, "AssumeRoleWithWebIdentity refused");
-            if let Err(e) = service.audit().append(record).await {
-                tracing::error!(error = %e, "audit write failed for a refused AssumeRoleWithWebIdentity");
-            }
+            audit_refusal(service, record, &err).await;
             Err(err)
         }
+    }
+}
+
+/// Audits an `AssumeRoleWithWebIdentity` request refused before its
+/// parameters could be parsed (step 1), so that every such call has a row.
+pub(crate) async fn audit_refused_parameters(
+    service: &Service,
+    meta: &RequestMeta,
+    role_arn: &str,
+    err: &StsError,
+    now: OffsetDateTime,
+) {
+    audit_refusal(service, base_record(meta, role_arn, now), err).await;
+}
+
+/// Writes a refusal row; a failed write is logged (the caller is refused anyway).
+async fn audit_refusal(service: &Service, mut record: AuditRecord, err: &StsError) {
+    let (status, _, code) = error_status(err);
+    record.decision = if status.is_server_error() {
+        AuditDecision::Error
+    } else {
+        AuditDecision::Deny
+    };
+    record.status = status.as_u16();
+    record.code = Some(code.to_owned());
+    record.reason = err.to_string();
+    tracing::info!(code, status = record.status, reason = %record.reason, "AssumeRoleWithWebIdentity refused");
+    if let Err(e) = service.audit().append(record).await {
+        tracing::error!(error = %e, "audit write failed for a refused AssumeRoleWithWebIdentity");
+    }
+}
+
+/// The audit row of one `AssumeRoleWithWebIdentity` call, before its outcome;
+/// `broker` is `sts:` + the requested role ARN.
+fn base_record(meta: &RequestMeta, role_arn: &str, now: OffsetDateTime) -> AuditRecord {
+    AuditRecord {
+        time: now,
+        request_id: meta.request_id.clone(),
+        broker: format!("sts:{}", printable(role_arn, 2048)),
+        decision: AuditDecision::Deny,
+        status: 0,
+        code: None,
+        reason: String::new(),
+        issuer: None,
+        subject: None,
+        audience: Vec::new(),
+        claims: Default::default(),
+        client_addr: meta.client_addr.clone(),
+        user_agent: meta.user_agent.as_deref().map(|ua| printable(ua, 256)),
+        grant: None,
+        latency_us: 0,
     }
 }
 
