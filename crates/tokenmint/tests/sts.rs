@@ -12,7 +12,7 @@ mod common;
 use common::Harness;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use tokenmint::audit::Decision;
 use tokenmint::clock::{Clock, SystemClock};
 use tokenmint::http::ServeOptions;
@@ -40,7 +40,36 @@ max_session_duration = 7200
 "#;
 
 async fn harness() -> Harness {
+    logs();
     Harness::with_extra_config(false, ServeOptions::default(), ROLES).await
+}
+
+/// Everything this test binary logs, at debug level (one global subscriber
+/// shared by the tests, which is enough to show a value never reached it).
+fn logs() -> String {
+    #[derive(Clone)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buffer {
+        fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(data);
+            Ok(data.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    static LOGS: OnceLock<Buffer> = OnceLock::new();
+    let buffer = LOGS.get_or_init(|| {
+        let buffer = Buffer(Arc::new(Mutex::new(Vec::new())));
+        let writer = buffer.clone();
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .init();
+        buffer
+    });
+    String::from_utf8_lossy(&buffer.0.lock().unwrap()).into_owned()
 }
 
 /// The venv with boto3 and the AWS CLI, built once by `scripts/python-env aws`.
@@ -205,9 +234,13 @@ async fn boto3_provider_chain_and_aws_cli_assume_the_role_and_sign_get_caller_id
         grant.repositories,
         vec!["arn:aws:sts::123456789012:assumed-role/deployer/build-42".to_owned()]
     );
+    let logs = logs();
+    assert!(logs.contains("assumed role"), "logs are captured:\n{logs}");
+    assert!(logs.contains(akid), "the access key id is logged:\n{logs}");
     let db = std::fs::read(h.dir.path().join("audit.db")).unwrap();
     let wal = std::fs::read(h.dir.path().join("audit.db-wal")).unwrap_or_default();
     for secret in [direct["SecretAccessKey"].as_str().unwrap(), session_token] {
+        assert!(!logs.contains(secret), "a credential reached the logs");
         for bytes in [&db, &wal] {
             assert!(
                 !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
