@@ -8,7 +8,7 @@
 //!
 //! # Steps of `AssumeRoleWithWebIdentity`
 //!
-//! 1. The parameters, by AWS's rules ([`params`]): `ValidationError`.
+//! 1. The parameters, by AWS's rules (`params`): `ValidationError`.
 //! 2. The web identity token, by [`crate::oidc::Verifier`] (the issuer's
 //!    `audiences` play the role of the IAM provider's client ID list):
 //!    `InvalidIdentityToken`, `ExpiredTokenException`, or
@@ -20,13 +20,13 @@
 //!    roles and denials are both `AccessDenied`.
 //! 4. `DurationSeconds` must not exceed the role's `max_session_duration`:
 //!    `ValidationError`.
-//! 5. Credentials are minted ([`credentials`]) and the allow is audited; if
+//! 5. Credentials are minted (`credentials`) and the allow is audited; if
 //!    the audit row cannot be written no credentials leave
 //!    (`ServiceUnavailable`). Every refusal is audited too, with its reason.
 //!
 //! # `GetCallerIdentity`
 //!
-//! The request must carry a SigV4 `Authorization` header ([`sigv4`]) for
+//! The request must carry a SigV4 `Authorization` header (`sigv4`) for
 //! service `sts` (any region), an `X-Amz-Date` within 5 minutes of the
 //! server's time, and a signed `X-Amz-Security-Token` that this server
 //! sealed for the same access key id. The signature is checked with the
