@@ -250,6 +250,12 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .await
                 .with_context(|| format!("bind {listen}; change [server] listen"))?;
             tracing::info!(addr = %listen, "tokenmint serving");
+            if service.sts().is_some() {
+                tracing::info!(
+                    roles = service.config().sts.roles.len(),
+                    "AWS STS-compatible endpoint on POST / (AssumeRoleWithWebIdentity, GetCallerIdentity)"
+                );
+            }
             tokenmint::http::serve(
                 listener,
                 tokenmint::http::router(service),
@@ -280,6 +286,15 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     b.name,
                     b.full_repository(),
                     perms.join(", ")
+                )?;
+            }
+            for r in config.sts.roles.values() {
+                writeln!(
+                    out,
+                    "  role {} (trust policy {}, max session {} s)",
+                    r.arn.as_str(),
+                    r.file.display(),
+                    r.max_session_duration.as_secs()
                 )?;
             }
             Ok(ExitCode::SUCCESS)

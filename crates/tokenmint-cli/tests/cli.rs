@@ -438,6 +438,49 @@ fn check_config_accepts_good_and_names_problems() {
         "{}",
         text(&out.stdout)
     );
+    assert!(
+        !text(&out.stdout).contains("role "),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // [[role]] entries turn on the STS endpoint and are listed.
+    let good = std::fs::read_to_string(dev.config()).unwrap();
+    let issuer_url = good
+        .lines()
+        .find_map(|l| l.strip_prefix("url = \""))
+        .and_then(|l| l.strip_suffix('"'))
+        .unwrap();
+    let provider = issuer_url.trim_start_matches("http://");
+    std::fs::write(
+        dev.dir.path().join("role-trust.json"),
+        format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":"sts:AssumeRoleWithWebIdentity",
+               "Principal":{{"Federated":"arn:aws:iam::123456789012:oidc-provider/{provider}"}},
+               "Condition":{{"StringEquals":{{"{provider}:aud":"tokenmint"}}}}}}]}}"#
+        ),
+    )
+    .unwrap();
+    let with_role = dev.dir.path().join("with-role.toml");
+    std::fs::write(
+        &with_role,
+        format!("{good}\n[[role]]\narn = \"arn:aws:iam::123456789012:role/ci/deployer\"\ntrust_policy_file = \"role-trust.json\"\nmax_session_duration = 7200\n"),
+    )
+    .unwrap();
+    let out = bin()
+        .arg("check-config")
+        .arg("--config")
+        .arg(&with_role)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout)
+            .contains("role arn:aws:iam::123456789012:role/ci/deployer (trust policy ")
+            && text(&out.stdout).contains("max session 7200 s)"),
+        "{}",
+        text(&out.stdout)
+    );
 
     let bad = dev.dir.path().join("bad.toml");
     let good = std::fs::read_to_string(dev.config()).unwrap();

@@ -63,6 +63,9 @@ struct RawConfig {
     issuer: Vec<RawIssuer>,
     #[serde(default)]
     broker: Vec<RawBroker>,
+    #[serde(default)]
+    role: Vec<sts::RawRole>,
+    sts: Option<sts::RawSts>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -133,6 +136,9 @@ pub struct Config {
     pub issuers: Vec<Arc<IssuerConfig>>,
     /// `[[broker]]` entries by name.
     pub brokers: BTreeMap<String, Arc<Broker>>,
+    /// `[[role]]` entries and `[sts]`: the AWS STS-compatible endpoint,
+    /// which exists only when at least one role is configured.
+    pub sts: StsConfig,
 }
 
 /// `[server]`.
@@ -381,6 +387,8 @@ impl Config {
             brokers.insert(broker.name.clone(), Arc::new(broker));
         }
 
+        let sts = v.sts(raw.role, raw.sts, &issuer_names)?;
+
         Ok(Self {
             source: path.to_owned(),
             server,
@@ -388,6 +396,7 @@ impl Config {
             github,
             issuers,
             brokers,
+            sts,
         })
     }
 }
@@ -636,11 +645,7 @@ impl Validator<'_> {
             .map_err(|e| self.invalid(&entry, format!("cannot read {}: {e}", path.display())))?;
         let policy = IamPolicy::parse(&text)
             .map_err(|e| self.invalid(&entry, format!("{}: {e}", path.display())))?;
-        let provider = issuer_url
-            .split_once("://")
-            .map_or(issuer_url, |(_, rest)| rest)
-            .trim_end_matches('/')
-            .to_owned();
+        let provider = provider_host_path(issuer_url);
         let suffix = format!(":oidc-provider/{provider}");
         let account = policy
             .statements()
@@ -679,6 +684,17 @@ impl Validator<'_> {
         check_url_scheme(&url).map_err(|m| self.invalid(entry, m))?;
         Ok(url)
     }
+}
+
+/// The IAM OIDC provider name for an issuer URL: the URL without its scheme
+/// and trailing `/`, as in `arn:aws:iam::ACCOUNT:oidc-provider/<host/path>`
+/// and in condition keys such as `<host/path>:sub`.
+pub fn provider_host_path(issuer_url: &str) -> String {
+    issuer_url
+        .split_once("://")
+        .map_or(issuer_url, |(_, rest)| rest)
+        .trim_end_matches('/')
+        .to_owned()
 }
 
 /// Checks that `url` is https, or http on a loopback host, with no
@@ -743,6 +759,13 @@ fn parse_repository(text: &str) -> Result<(String, String), String> {
     }
     Ok((owner.to_owned(), repo.to_owned()))
 }
+
+mod sts;
+pub(crate) use sts::is_role_char;
+pub use sts::{
+    Role, RoleArn, StsConfig, StsKey, DEFAULT_SESSION_DURATION, MAX_SESSION_DURATION,
+    MIN_ROLE_MAX_SESSION_DURATION,
+};
 
 #[cfg(test)]
 mod tests;

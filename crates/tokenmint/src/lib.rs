@@ -14,6 +14,7 @@
 //! - [`audit`]: the tamper-evident audit log (SQLite by default), its writer, verifier and reader.
 //! - [`exchange`]: the one function that runs an exchange: verify, authorize, mint, audit.
 //! - [`http`]: the axum router shared by the server and the Lambda, and the one place errors map to statuses.
+//! - [`sts`]: the AWS STS-compatible endpoint (`AssumeRoleWithWebIdentity`, `GetCallerIdentity`) for `[[role]]` trust policies.
 //! - [`dev`]: the local OIDC issuer and GitHub API stand-in behind `tokenmint dev` and the tests.
 //! - [`keys`]: RSA signing keys and compact JWS signing.
 //! - [`client`]: the CI-side client behind `tokenmint exchange`.
@@ -34,4 +35,5 @@ pub mod lint;
 mod net;
 pub mod oidc;
 pub mod policy;
+pub mod sts;
 mod text;

@@ -431,3 +431,137 @@ fn audit_chain_defaults_to_main_and_is_validated() {
         assert!(e.contains("[audit] chain"), "{bad:?}: {e}");
     }
 }
+
+fn role_config(dir: &Path, roles: &str) -> Result<Config, ConfigError> {
+    std::fs::write(dir.join("role-trust.json"), TRUST).unwrap();
+    Config::parse(
+        &format!("{GOOD}\n{roles}"),
+        &dir.join("tokenmint.toml"),
+        &env,
+    )
+}
+
+fn role_err(dir: &Path, roles: &str) -> String {
+    role_config(dir, roles).unwrap_err().to_string()
+}
+
+#[test]
+fn roles_are_off_by_default_and_parsed_when_present() {
+    assert!(!parse(GOOD).unwrap().sts.enabled());
+    let dir = tempfile::tempdir().unwrap();
+    let c = role_config(
+        dir.path(),
+        r#"[[role]]
+arn = "arn:aws:iam::123456789012:role/ci/deployer"
+trust_policy_file = "role-trust.json"
+[[role]]
+arn = "arn:aws:iam::123456789012:role/long"
+trust_policy_file = "role-trust.json"
+max_session_duration = 43200
+"#,
+    )
+    .unwrap();
+    assert!(c.sts.enabled());
+    assert!(c.sts.key.is_none());
+    let role = &c.sts.roles["arn:aws:iam::123456789012:role/ci/deployer"];
+    assert_eq!(role.arn.account(), "123456789012");
+    assert_eq!(role.arn.name(), "deployer");
+    assert_eq!(role.max_session_duration.as_secs(), 3600);
+    let long = &c.sts.roles["arn:aws:iam::123456789012:role/long"];
+    assert_eq!(long.max_session_duration.as_secs(), 43200);
+}
+
+#[test]
+fn role_arns_are_validated() {
+    for bad in [
+        "arn:aws:iam::12345678901:role/x",
+        "arn:aws:iam::1234567890123:role/x",
+        "arn:aws:iam::12345678901a:role/x",
+        "arn:aws:iam::123456789012:user/x",
+        "arn:aws:sts::123456789012:role/x",
+        "arn:aws:iam::123456789012:role/",
+        "arn:aws:iam::123456789012:role/a//b",
+        "arn:aws:iam::123456789012:role/a b",
+        "arn:aws:iam::123456789012:role/a*",
+    ] {
+        assert!(RoleArn::parse(bad).is_err(), "{bad}");
+    }
+    assert!(RoleArn::parse(&format!(
+        "arn:aws:iam::123456789012:role/{}",
+        "n".repeat(65)
+    ))
+    .is_err());
+    assert!(RoleArn::parse(&format!(
+        "arn:aws:iam::123456789012:role/{}",
+        "n".repeat(64)
+    ))
+    .is_ok());
+    let arn = RoleArn::parse("arn:aws:iam::123456789012:role/p/q/Name+=,.@-_1").unwrap();
+    assert_eq!(arn.name(), "Name+=,.@-_1");
+    let dir = tempfile::tempdir().unwrap();
+    let e = role_err(
+        dir.path(),
+        "[[role]]\narn = \"arn:aws:iam::1:role/x\"\ntrust_policy_file = \"role-trust.json\"\n",
+    );
+    assert!(e.contains("[[role]]") && e.contains("arn"), "{e}");
+}
+
+#[test]
+fn role_session_duration_bounds_and_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let role = |max: &str| {
+        format!("[[role]]\narn = \"arn:aws:iam::123456789012:role/x\"\ntrust_policy_file = \"role-trust.json\"\n{max}\n")
+    };
+    for bad in [
+        "max_session_duration = 3599",
+        "max_session_duration = 43201",
+        "max_session_duration = 900",
+    ] {
+        let e = role_err(dir.path(), &role(bad));
+        assert!(e.contains("max_session_duration"), "{e}");
+    }
+    assert!(role_config(dir.path(), &role("max_session_duration = 3600")).is_ok());
+    let e = role_err(dir.path(), &format!("{}{}", role(""), role("")));
+    assert!(e.contains("duplicate role ARN"), "{e}");
+}
+
+#[test]
+fn role_trust_policy_must_name_an_issuer_in_the_role_account() {
+    let dir = tempfile::tempdir().unwrap();
+    // The policy names account 123456789012; a role in another account cannot use it.
+    let e = role_err(
+        dir.path(),
+        "[[role]]\narn = \"arn:aws:iam::210987654321:role/x\"\ntrust_policy_file = \"role-trust.json\"\n",
+    );
+    assert!(
+        e.contains("Principal.Federated") && e.contains("210987654321"),
+        "{e}"
+    );
+    let e = role_err(
+        dir.path(),
+        "[[role]]\narn = \"arn:aws:iam::123456789012:role/x\"\ntrust_policy_file = \"absent.json\"\n",
+    );
+    assert!(e.contains("cannot read"), "{e}");
+}
+
+#[test]
+fn sts_secret_file_is_loaded_checked_and_redacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let role = "[[role]]\narn = \"arn:aws:iam::123456789012:role/x\"\ntrust_policy_file = \"role-trust.json\"\n";
+    std::fs::write(dir.path().join("sts.key"), "a".repeat(64)).unwrap();
+    let c = role_config(
+        dir.path(),
+        &format!("{role}[sts]\nsecret_file = \"sts.key\"\n"),
+    )
+    .unwrap();
+    let key = c.sts.key.unwrap();
+    assert!(!format!("{key:?}").contains("aaaa"));
+    std::fs::write(dir.path().join("short.key"), "a".repeat(31)).unwrap();
+    let e = role_err(
+        dir.path(),
+        &format!("{role}[sts]\nsecret_file = \"short.key\"\n"),
+    );
+    assert!(e.contains("at least 32"), "{e}");
+    let e = role_err(dir.path(), "[sts]\nsecret_file = \"sts.key\"\n");
+    assert!(e.contains("no [[role]]"), "{e}");
+}

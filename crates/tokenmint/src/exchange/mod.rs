@@ -162,6 +162,8 @@ pub struct Service {
     github: GithubClient,
     audit: AuditLog,
     clock: Arc<dyn Clock>,
+    /// The STS-compatible endpoint, when `[[role]]`s are configured.
+    sts: Option<crate::sts::Sts>,
 }
 
 impl Service {
@@ -176,12 +178,20 @@ impl Service {
             request_timeout: GITHUB_REQUEST_TIMEOUT,
         })?;
         let verifier = Verifier::new(&config.issuers)?;
+        let sts = config.sts.enabled().then(|| match &config.sts.key {
+            Some(key) => crate::sts::Sts::new(key),
+            None => {
+                tracing::warn!("[sts] secret_file is not set: STS credentials are signed with a random key and stop verifying when this process exits");
+                crate::sts::Sts::new(&crate::sts::Sts::random_key())
+            }
+        });
         Ok(Self {
             config,
             verifier,
             github,
             audit,
             clock,
+            sts,
         })
     }
 
@@ -198,6 +208,11 @@ impl Service {
     /// The token verifier (for cache status).
     pub fn verifier(&self) -> &Verifier {
         &self.verifier
+    }
+
+    /// The STS-compatible endpoint, if any `[[role]]` is configured.
+    pub fn sts(&self) -> Option<&crate::sts::Sts> {
+        self.sts.as_ref()
     }
 
     /// The clock requests read `now` from.
@@ -500,7 +515,7 @@ fn bearer_token(values: &[Vec<u8>]) -> Result<&str, ExchangeError> {
 }
 
 /// The claims the audit log keeps, as text.
-fn fill_claims(record: &mut AuditRecord, issuer: &str, claims: &Map<String, Value>) {
+pub(crate) fn fill_claims(record: &mut AuditRecord, issuer: &str, claims: &Map<String, Value>) {
     let text = |name: &str| {
         claims
             .get(name)

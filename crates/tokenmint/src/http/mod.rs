@@ -5,6 +5,9 @@
 //! - `POST /v1/brokers/{name}/token`: exchange (see [`crate::exchange`]).
 //! - `GET /healthz`: the process is up.
 //! - `GET /readyz`: config is loaded and the audit store answers.
+//! - `POST /`: the AWS STS Query protocol (see [`crate::sts`]), only when the
+//!   config has `[[role]]` entries; its errors are AWS XML, mapped in
+//!   [`crate::sts::error_status`].
 //!
 //! Errors are `{"error": CODE, "message": "...", "request_id": "..."}`.
 
@@ -87,7 +90,12 @@ struct TokenBody<'a> {
 /// Builds the router. The caller decides how to serve it (TCP listener,
 /// Lambda); the peer address is read from `ConnectInfo` when present.
 pub fn router(service: Arc<Service>) -> Router {
-    Router::new()
+    let mut router = Router::new();
+    if service.sts().is_some() {
+        // The AWS STS Query protocol, only when `[[role]]`s are configured.
+        router = router.route("/", post(crate::sts::http::handle));
+    }
+    router
         .route("/v1/brokers/{name}/token", post(token))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
