@@ -14,6 +14,7 @@
 //! - [`audit`]: the tamper-evident audit log (SQLite by default), its writer, verifier and reader.
 //! - [`exchange`]: the one function that runs an exchange: verify, authorize, mint, audit.
 //! - [`http`]: the axum router shared by the server and the Lambda, and the one place errors map to statuses.
+//! - [`metrics`]: the Prometheus registry behind `GET /metrics`, its series created at start.
 //! - [`dev`]: the local OIDC issuer and GitHub API stand-in behind `tokenmint dev` and the tests.
 //! - [`keys`]: RSA signing keys and compact JWS signing.
 //! - [`client`]: the CI-side client behind `tokenmint exchange`.
@@ -31,6 +32,7 @@ pub mod http;
 pub mod iam;
 pub mod keys;
 pub mod lint;
+pub mod metrics;
 mod net;
 pub mod oidc;
 pub mod policy;

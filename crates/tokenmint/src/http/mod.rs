@@ -5,6 +5,8 @@
 //! - `POST /v1/brokers/{name}/token`: exchange (see [`crate::exchange`]).
 //! - `GET /healthz`: the process is up.
 //! - `GET /readyz`: config is loaded and the audit store answers.
+//! - `GET /metrics`: Prometheus metrics (see [`crate::metrics`]), unless
+//!   `[server] metrics = false`.
 //!
 //! Errors are `{"error": CODE, "message": "...", "request_id": "..."}`.
 
@@ -87,10 +89,14 @@ struct TokenBody<'a> {
 /// Builds the router. The caller decides how to serve it (TCP listener,
 /// Lambda); the peer address is read from `ConnectInfo` when present.
 pub fn router(service: Arc<Service>) -> Router {
-    Router::new()
+    let mut router = Router::new()
         .route("/v1/brokers/{name}/token", post(token))
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+        .route("/readyz", get(readyz));
+    if service.config().server.metrics {
+        router = router.route("/metrics", get(metrics));
+    }
+    router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::map_response(ensure_request_id))
@@ -279,6 +285,29 @@ async fn readyz(State(service): State<Arc<Service>>) -> Response {
     }
 }
 
+async fn metrics(State(service): State<Arc<Service>>) -> Response {
+    match service.metrics().render() {
+        Ok(text) => (
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            text,
+        )
+            .into_response(),
+        Err(_) => {
+            tracing::error!("rendering metrics failed");
+            json_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "rendering metrics failed; retry shortly".to_owned(),
+                &new_request_id(),
+            )
+        }
+    }
+}
+
 async fn not_found() -> Response {
     json_error(
         StatusCode::NOT_FOUND,
@@ -292,7 +321,7 @@ async fn method_not_allowed() -> Response {
     json_error(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
-        "method not allowed; use POST for /v1/brokers/{name}/token and GET for /healthz and /readyz".to_owned(),
+        "method not allowed; use POST for /v1/brokers/{name}/token and GET for /healthz, /readyz and /metrics".to_owned(),
         &new_request_id(),
     )
 }
