@@ -14,6 +14,7 @@
 //! - [`audit`]: the tamper-evident audit log (SQLite by default), its writer, verifier and reader.
 //! - [`exchange`]: the one function that runs an exchange: verify, authorize, mint, audit.
 //! - [`http`]: the axum router shared by the server and the Lambda, and the one place errors map to statuses.
+//! - [`logging`]: the JSON log line format, with span fields such as `request_id` on every line.
 //! - [`metrics`]: the Prometheus registry behind `GET /metrics`, its series created at start.
 //! - [`dev`]: the local OIDC issuer and GitHub API stand-in behind `tokenmint dev` and the tests.
 //! - [`keys`]: RSA signing keys and compact JWS signing.
@@ -32,6 +33,7 @@ pub mod http;
 pub mod iam;
 pub mod keys;
 pub mod lint;
+pub mod logging;
 pub mod metrics;
 mod net;
 pub mod oidc;
