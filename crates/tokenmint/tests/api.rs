@@ -962,3 +962,24 @@ async fn metrics_can_be_turned_off() {
     // The exchange still works.
     assert_eq!(h.exchange("widgets-read", json!({})).await.0, 200);
 }
+
+#[tokio::test]
+async fn one_request_id_per_request_in_header_and_body() {
+    let h = Harness::start().await;
+    let (s, b, headers) = h.post("no-such-broker", Some("not-a-jwt"), None).await;
+    assert_error(s, &b, 401, "invalid_token");
+    assert_eq!(headers["x-request-id"], b["request_id"].as_str().unwrap());
+    let token = h.token(json!({}));
+    let (s, b, headers) = h.post("widgets-read", Some(&token), None).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(headers["x-request-id"], b["request_id"].as_str().unwrap());
+    let resp = h
+        .client
+        .get(format!("{}/nope", h.base))
+        .send()
+        .await
+        .unwrap();
+    let header = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let body: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+    assert_eq!(body["request_id"], header.as_str());
+}

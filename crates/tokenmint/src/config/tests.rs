@@ -431,3 +431,18 @@ fn audit_chain_defaults_to_main_and_is_validated() {
         assert!(e.contains("[audit] chain"), "{bad:?}: {e}");
     }
 }
+
+#[test]
+fn metrics_endpoint_is_on_by_default_and_can_be_turned_off() {
+    assert!(parse(GOOD).unwrap().server.metrics);
+    let off = GOOD.replace(
+        "explain_denials = false",
+        "explain_denials = false\nmetrics = false",
+    );
+    assert!(!parse(&off).unwrap().server.metrics);
+    let bad = GOOD.replace(
+        "explain_denials = false",
+        "explain_denials = false\nmetrics = \"yes\"",
+    );
+    assert!(err(&bad).contains("metrics"), "{}", err(&bad));
+}
