@@ -208,10 +208,10 @@ fn init_logging(format: LogFormat) {
         .with_writer(std::io::stderr)
         .with_ansi(ansi);
     match format {
+        // One JSON object per line, span fields (request_id, broker) flattened in.
         LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .event_format(tokenmint::logging::FlatJson)
             .init(),
         LogFormat::Text => builder.init(),
     }

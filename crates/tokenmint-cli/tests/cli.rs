@@ -970,3 +970,219 @@ fn kill_9_mid_load_loses_no_audit_row_for_a_delivered_token() {
         text(&out.stdout)
     );
 }
+
+// ------------------------------------------------------------------ logging
+
+/// `tokenmint --log-format json serve`, against the dev stack's issuer and
+/// GitHub stand-in, with denials NOT explained to callers: every stderr line
+/// is a JSON object, every line written while handling a request carries its
+/// `request_id`, and a denial is logged exactly once, with the precise reason
+/// the caller does not see.
+#[test]
+fn json_logs_carry_request_id_on_every_request_line_and_log_a_denial_once() {
+    let dev = Dev::start();
+    let pem = std::fs::read_to_string(dev.dir.path().join("github-app.pem")).unwrap();
+    // The dev stack's config, served by `tokenmint serve` on another port,
+    // with its own audit store, generic denials and a broker no token passes.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config: String = std::fs::read_to_string(dev.config())
+        .unwrap()
+        .lines()
+        .map(|l| {
+            if l.starts_with("listen = ") {
+                format!("listen = \"127.0.0.1:{port}\"\n")
+            } else if l.starts_with("explain_denials = ") {
+                "explain_denials = false\n".to_owned()
+            } else if l.starts_with("database = ") {
+                "database = \"sqlite://serve-audit.db\"\n".to_owned()
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect::<String>()
+        + r#"
+[[broker]]
+name = "widgets-never"
+issuer = "dev-actions"
+repository = "acme/widgets"
+permissions = { contents = "read" }
+[broker.claims]
+ref = "refs/heads/never"
+"#;
+    let config_path = dev.dir.path().join("serve.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let mut serve = bin()
+        .args(["--log-format", "json", "serve", "--config"])
+        .arg(&config_path)
+        .env("TOKENMINT_LOG", "debug")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = serve.stderr.take().unwrap();
+    let (tx, stderr) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        let _ = tx.send(s);
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "tokenmint serve did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let url = format!("http://127.0.0.1:{port}");
+    let exchange = |broker: &str| {
+        bin()
+            .args([
+                "exchange",
+                "--url",
+                &url,
+                "--broker",
+                broker,
+                "--audience",
+                "tokenmint",
+            ])
+            .env("ACTIONS_ID_TOKEN_REQUEST_URL", &dev.request_url)
+            .env("ACTIONS_ID_TOKEN_REQUEST_TOKEN", &dev.request_token)
+            .env_remove("GITHUB_ACTIONS")
+            .env_remove("GITHUB_OUTPUT")
+            .output()
+            .unwrap()
+    };
+    let request_id = |stderr: &str| {
+        let uuid = first_uuid(stderr);
+        assert!(uuid.is_some(), "no request id in: {stderr}");
+        uuid.unwrap()
+    };
+
+    let allowed = exchange("widgets-read");
+    assert!(allowed.status.success(), "{}", text(&allowed.stderr));
+    let token = text(&allowed.stdout).trim().to_owned();
+    let allowed_id = request_id(&text(&allowed.stderr));
+
+    let denied = exchange("widgets-never");
+    assert_eq!(denied.status.code(), Some(1), "{}", text(&denied.stderr));
+    let denied_stderr = text(&denied.stderr);
+    assert!(denied_stderr.contains("access_denied"), "{denied_stderr}");
+    // The caller gets the generic message, not the reason.
+    assert!(
+        !denied_stderr.contains("refs/heads/never"),
+        "{denied_stderr}"
+    );
+    let denied_id = request_id(&denied_stderr);
+
+    let _ = Command::new("kill")
+        .args(["-TERM", &serve.id().to_string()])
+        .status();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while serve.try_wait().unwrap().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "tokenmint serve did not exit on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let logs = stderr.recv_timeout(Duration::from_secs(10)).unwrap();
+    dev.stop();
+
+    // Every line is one JSON object.
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}"))
+        })
+        .collect();
+    let message = |l: &serde_json::Value| l["message"].as_str().unwrap_or_default().to_owned();
+    // Between "serving" and "shutting down" the process only handles the two
+    // requests. Every line there has a request_id, except the audit
+    // writer's store queries (it commits batches of many requests' rows).
+    let start = lines
+        .iter()
+        .position(|l| message(l) == "tokenmint serving")
+        .expect("a start line");
+    let end = lines
+        .iter()
+        .position(|l| message(l).starts_with("shutting down"))
+        .expect("a shutdown line");
+    let handling = &lines[start + 1..end];
+    assert!(handling.len() > 5, "{logs}");
+    let mut seen_ids = std::collections::BTreeSet::new();
+    for line in handling {
+        if line["target"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("sqlx"))
+        {
+            continue;
+        }
+        let id = line["request_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("a request-handling line without request_id: {line}"));
+        seen_ids.insert(id.to_owned());
+    }
+    assert_eq!(
+        seen_ids,
+        [allowed_id.clone(), denied_id.clone()]
+            .into_iter()
+            .collect(),
+        "{logs}"
+    );
+    // The HTTP layer's own line (outside the exchange) has it too.
+    let handled: Vec<&serde_json::Value> = handling
+        .iter()
+        .filter(|l| message(l) == "request handled")
+        .collect();
+    assert_eq!(handled.len(), 2, "{logs}");
+    assert_eq!(handled[1]["request_id"], denied_id.as_str());
+    assert_eq!(handled[1]["status"], 403);
+
+    // The denial: one line, with the precise reason and its request id.
+    let refusals: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| message(l) == "exchange refused")
+        .collect();
+    assert_eq!(refusals.len(), 1, "{logs}");
+    let refusal = refusals[0];
+    assert_eq!(refusal["request_id"], denied_id.as_str());
+    assert_eq!(refusal["broker"], "widgets-never");
+    assert_eq!(refusal["code"], "access_denied");
+    assert_eq!(refusal["status"], 403);
+    let reason = refusal["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("ref") && reason.contains("refs/heads/never"),
+        "{reason}"
+    );
+    assert_eq!(
+        logs.lines()
+            .filter(|l| l.contains("refs/heads/never"))
+            .count(),
+        1,
+        "the denial reason is logged once:\n{logs}"
+    );
+    assert_no_secrets(&logs, &[token], &pem);
+}
+
+/// The first UUID (the request id tokenmint prints) in `s`.
+fn first_uuid(s: &str) -> Option<String> {
+    let is_uuid = |w: &str| {
+        w.len() == 36
+            && w.char_indices().all(|(i, c)| {
+                if [8, 13, 18, 23].contains(&i) {
+                    c == '-'
+                } else {
+                    c.is_ascii_hexdigit()
+                }
+            })
+    };
+    s.split(|c: char| !(c.is_ascii_hexdigit() || c == '-'))
+        .find(|w| is_uuid(w))
+        .map(str::to_owned)
+}

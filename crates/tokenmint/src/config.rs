@@ -74,6 +74,8 @@ struct RawServer {
     listen: Option<String>,
     #[serde(default)]
     explain_denials: bool,
+    /// Serve `GET /metrics`; on unless set to false.
+    metrics: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -149,6 +151,9 @@ pub struct ServerConfig {
     /// Whether 403 bodies say which condition failed. For development only:
     /// in production the precise reason goes to the audit log, not the caller.
     pub explain_denials: bool,
+    /// Whether `GET /metrics` is served (default true). It exposes counts,
+    /// latencies, broker and issuer names; never claims or tokens.
+    pub metrics: bool,
 }
 
 /// `[audit]`.
@@ -426,6 +431,7 @@ impl Validator<'_> {
         Ok(ServerConfig {
             listen,
             explain_denials: raw.explain_denials,
+            metrics: raw.metrics.unwrap_or(true),
         })
     }
 

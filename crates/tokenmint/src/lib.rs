@@ -15,6 +15,8 @@
 //! - [`exchange`]: the one function that runs an exchange: verify, authorize, mint, audit.
 //! - [`http`]: the axum router shared by the server and the Lambda, and the one place errors map to statuses.
 //! - [`sts`]: the AWS STS-compatible endpoint (`AssumeRoleWithWebIdentity`, `GetCallerIdentity`) for `[[role]]` trust policies.
+//! - [`logging`]: the JSON log line format, with span fields such as `request_id` on every line.
+//! - [`metrics`]: the Prometheus registry behind `GET /metrics`, its series created at start.
 //! - [`dev`]: the local OIDC issuer and GitHub API stand-in behind `tokenmint dev` and the tests.
 //! - [`keys`]: RSA signing keys and compact JWS signing.
 //! - [`client`]: the CI-side client behind `tokenmint exchange`.
@@ -32,6 +34,8 @@ pub mod http;
 pub mod iam;
 pub mod keys;
 pub mod lint;
+pub mod logging;
+pub mod metrics;
 mod net;
 pub mod oidc;
 pub mod policy;

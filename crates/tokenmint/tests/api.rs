@@ -773,3 +773,213 @@ async fn an_unavailable_jti_store_fails_closed_and_recovers() {
     assert_eq!(rows[1].record.status, 503);
     assert_eq!(rows[2].record.decision, Decision::Allow);
 }
+
+// ------------------------------------------------------------------ metrics
+
+/// The value of the exposition line for exactly `series`.
+fn metric(text: &str, series: &str) -> Option<String> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map(str::to_owned)
+}
+
+async fn scrape(h: &Harness) -> String {
+    let resp = h
+        .client
+        .get(format!("{}/metrics", h.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/openmetrics-text"));
+    resp.text().await.unwrap()
+}
+
+#[tokio::test]
+async fn metrics_count_exchanges_github_calls_jwks_fetches_and_audit_writes() {
+    let h = Harness::start().await;
+    let before = scrape(&h).await;
+    assert_eq!(
+        metric(
+            &before,
+            "tokenmint_exchanges_total{broker=\"widgets-read\",outcome=\"allowed\"}"
+        )
+        .as_deref(),
+        Some("0"),
+        "{before}"
+    );
+    assert_eq!(
+        metric(
+            &before,
+            "tokenmint_jwks_fetches_total{issuer=\"dev\",result=\"success\"}"
+        )
+        .as_deref(),
+        Some("0"),
+        "{before}"
+    );
+    assert!(metric(&before, "tokenmint_github_rate_limit_remaining").is_none());
+
+    // Two allowed, one policy denial, one unknown broker, one bad token.
+    let mut secrets = Vec::new();
+    for _ in 0..2 {
+        let token = h.token(json!({}));
+        let (s, b, _) = h.post("widgets-read", Some(&token), None).await;
+        assert_eq!(s, 200, "{b}");
+        secrets.push(token);
+        secrets.push(b["token"].as_str().unwrap().to_owned());
+        secrets.push(b["request_id"].as_str().unwrap().to_owned());
+    }
+    let denied = h.token(json!({"ref": "refs/heads/feature-x"}));
+    let (s, b, _) = h.post("widgets-read", Some(&denied), None).await;
+    assert_error(s, &b, 403, "access_denied");
+    secrets.push(denied);
+    let (s, b) = h.exchange("made-up-broker-name", json!({})).await;
+    assert_error(s, &b, 403, "access_denied");
+    let (s, b, _) = h.post("widgets-read", Some("not-a-jwt"), None).await;
+    assert_error(s, &b, 401, "invalid_token");
+
+    let text = scrape(&h).await;
+    let exchanges = |broker: &str, outcome: &str| {
+        metric(
+            &text,
+            &format!("tokenmint_exchanges_total{{broker=\"{broker}\",outcome=\"{outcome}\"}}"),
+        )
+    };
+    assert_eq!(
+        exchanges("widgets-read", "allowed").as_deref(),
+        Some("2"),
+        "{text}"
+    );
+    assert_eq!(exchanges("widgets-read", "denied").as_deref(), Some("1"));
+    assert_eq!(
+        exchanges("widgets-read", "invalid_token").as_deref(),
+        Some("1")
+    );
+    assert_eq!(exchanges("unknown", "denied").as_deref(), Some("1"));
+    assert_eq!(exchanges("widgets-iam", "allowed").as_deref(), Some("0"));
+    assert!(!text.contains("made-up-broker-name"), "{text}");
+    let duration_count = |class: &str| {
+        metric(
+            &text,
+            &format!("tokenmint_exchange_duration_seconds_count{{class=\"{class}\"}}"),
+        )
+    };
+    assert_eq!(duration_count("allowed").as_deref(), Some("2"));
+    assert_eq!(duration_count("refused").as_deref(), Some("3"));
+    assert_eq!(duration_count("failed").as_deref(), Some("0"));
+
+    // GitHub: one installation lookup (then cached), two mints, each
+    // answer one less in the stand-in's budget.
+    let calls = |endpoint: &str, status: &str| {
+        metric(
+            &text,
+            &format!("tokenmint_github_calls_total{{endpoint=\"{endpoint}\",status=\"{status}\"}}"),
+        )
+    };
+    assert_eq!(
+        calls("repository-installation", "200").as_deref(),
+        Some("1"),
+        "{text}"
+    );
+    assert_eq!(calls("installation-token", "201").as_deref(), Some("2"));
+    let rate_limit = tokenmint::dev::github_standin::RATE_LIMIT - 3;
+    assert_eq!(
+        metric(&text, "tokenmint_github_rate_limit_remaining"),
+        Some(rate_limit.to_string()),
+        "{text}"
+    );
+
+    // JWKS: one successful fetch for the dev issuer, none for the other.
+    let jwks = |issuer: &str, result: &str| {
+        metric(
+            &text,
+            &format!("tokenmint_jwks_fetches_total{{issuer=\"{issuer}\",result=\"{result}\"}}"),
+        )
+    };
+    assert_eq!(jwks("dev", "success").as_deref(), Some("1"), "{text}");
+    assert_eq!(jwks("dev", "failure").as_deref(), Some("0"));
+    assert_eq!(jwks("other", "success").as_deref(), Some("0"));
+    assert_eq!(
+        metric(&text, "tokenmint_jwks_keys{issuer=\"dev\"}").as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        metric(&text, "tokenmint_jwks_keys{issuer=\"other\"}").as_deref(),
+        Some("0")
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "tokenmint_jwks_last_success_timestamp_seconds{issuer=\"dev\"}"
+        ),
+        Some(h.clock.now().unix_timestamp().to_string())
+    );
+    assert!(metric(
+        &text,
+        "tokenmint_jwks_last_success_timestamp_seconds{issuer=\"other\"}"
+    )
+    .is_none());
+
+    // The audit writer committed each of the five records on its own.
+    assert_eq!(
+        metric(&text, "tokenmint_audit_write_duration_seconds_count").as_deref(),
+        Some("5"),
+        "{text}"
+    );
+
+    // Counts and names only: no token, claim value or request id.
+    for secret in &secrets {
+        assert!(!text.contains(secret.as_str()), "a secret reached /metrics");
+    }
+    for claim in [
+        "acme/app",
+        "refs/heads",
+        "987654321",
+        "123456789",
+        "eyJ",
+        "ghs_",
+    ] {
+        assert!(
+            !text.contains(claim),
+            "claim value {claim:?} in /metrics:\n{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn metrics_can_be_turned_off() {
+    let h = Harness::with_server_settings("metrics = false").await;
+    let resp = h
+        .client
+        .get(format!("{}/metrics", h.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    // The exchange still works.
+    assert_eq!(h.exchange("widgets-read", json!({})).await.0, 200);
+}
+
+#[tokio::test]
+async fn one_request_id_per_request_in_header_and_body() {
+    let h = Harness::start().await;
+    let (s, b, headers) = h.post("no-such-broker", Some("not-a-jwt"), None).await;
+    assert_error(s, &b, 401, "invalid_token");
+    assert_eq!(headers["x-request-id"], b["request_id"].as_str().unwrap());
+    let token = h.token(json!({}));
+    let (s, b, headers) = h.post("widgets-read", Some(&token), None).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(headers["x-request-id"], b["request_id"].as_str().unwrap());
+    let resp = h
+        .client
+        .get(format!("{}/nope", h.base))
+        .send()
+        .await
+        .unwrap();
+    let header = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let body: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+    assert_eq!(body["request_id"], header.as_str());
+}

@@ -197,6 +197,8 @@ struct Inner {
     options: AuditOptions,
     /// Unix microseconds before which no new background prune of used jtis starts.
     next_prune_us: AtomicI64,
+    /// The writer's batch commit latency (shared with it), for metrics.
+    commit_latency: prometheus_client::metrics::histogram::Histogram,
 }
 
 impl fmt::Debug for AuditLog {
@@ -248,6 +250,7 @@ impl AuditLog {
         // 4. Start the writer.
         let high_water = Arc::new(Mutex::new(head.clone()));
         let (tx, rx) = mpsc::channel(options.queue_capacity.max(1));
+        let commit_latency = crate::metrics::audit_write_histogram();
         let writer = Writer {
             pool: pool.clone(),
             chain_id: chain_id.to_owned(),
@@ -257,6 +260,7 @@ impl AuditLog {
             high_water: Arc::clone(&high_water),
             max_batch: options.max_batch.max(1),
             store_timeout: options.append_timeout,
+            commit_latency: commit_latency.clone(),
         };
         tokio::spawn(writer.run());
         Ok(AuditLog {
@@ -268,6 +272,7 @@ impl AuditLog {
                 high_water,
                 options,
                 next_prune_us: AtomicI64::new(i64::MIN),
+                commit_latency,
             }),
         })
     }
@@ -304,6 +309,11 @@ impl AuditLog {
             url: url.redacted,
             options,
         })
+    }
+
+    /// The writer's batch commit latency histogram (shared), for metrics.
+    pub(crate) fn commit_latency(&self) -> prometheus_client::metrics::histogram::Histogram {
+        self.inner.commit_latency.clone()
     }
 
     /// The chain this handle appends to.

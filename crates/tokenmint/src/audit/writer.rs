@@ -12,9 +12,10 @@
 //!   UNIQUE(chain_id, seq) key; the writer reloads the head and retries the
 //!   batch a few times before giving up.
 
+use prometheus_client::metrics::histogram::Histogram;
 use sqlx::AnyPool;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use super::chain::{row_hash, Head};
@@ -59,6 +60,8 @@ pub(crate) struct Writer {
     pub(crate) max_batch: usize,
     /// Longest a head reload or a batch commit may take.
     pub(crate) store_timeout: Duration,
+    /// Time each batch commit took (failed ones included), for metrics.
+    pub(crate) commit_latency: Histogram,
 }
 
 impl Writer {
@@ -107,11 +110,13 @@ impl Writer {
                 })
                 .collect();
             // 3. Commit all or nothing.
+            let started = Instant::now();
             let outcome = tokio::time::timeout(
                 self.store_timeout,
                 store::insert_batch(&self.pool, &self.chain_id, &rows),
             )
             .await;
+            self.commit_latency.observe(started.elapsed().as_secs_f64());
             drop(rows);
             match outcome {
                 Ok(Ok(())) => {

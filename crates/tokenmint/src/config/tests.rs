@@ -565,3 +565,18 @@ fn sts_secret_file_is_loaded_checked_and_redacted() {
     let e = role_err(dir.path(), "[sts]\nsecret_file = \"sts.key\"\n");
     assert!(e.contains("no [[role]]"), "{e}");
 }
+
+#[test]
+fn metrics_endpoint_is_on_by_default_and_can_be_turned_off() {
+    assert!(parse(GOOD).unwrap().server.metrics);
+    let off = GOOD.replace(
+        "explain_denials = false",
+        "explain_denials = false\nmetrics = false",
+    );
+    assert!(!parse(&off).unwrap().server.metrics);
+    let bad = GOOD.replace(
+        "explain_denials = false",
+        "explain_denials = false\nmetrics = \"yes\"",
+    );
+    assert!(err(&bad).contains("metrics"), "{}", err(&bad));
+}

@@ -24,6 +24,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -53,6 +54,8 @@ const MAX_APP_JWT_LIFETIME_SECS: i64 = 600;
 const IAT_LEEWAY_SECS: i64 = 60;
 /// Installation tokens live for one hour, as on GitHub.
 const TOKEN_LIFETIME_SECS: i64 = 3600;
+/// The stand-in's hourly request budget, as GitHub's for an App installation.
+pub const RATE_LIMIT: u64 = 5000;
 
 /// What the stand-in knows: one GitHub App and where it is installed.
 #[derive(Debug, Clone)]
@@ -228,6 +231,8 @@ struct Shared {
     installed: Vec<Installed>,
     /// What happened so far, and the current fault.
     state: Mutex<Recorded>,
+    /// API calls left of [`RATE_LIMIT`]; each API call uses one.
+    rate_limit_remaining: AtomicU64,
 }
 
 #[derive(Default)]
@@ -273,6 +278,7 @@ impl Shared {
             public_key,
             installed,
             state: Mutex::new(Recorded::default()),
+            rate_limit_remaining: AtomicU64::new(RATE_LIMIT),
         })
     }
 
@@ -351,7 +357,11 @@ fn build_router(shared: Arc<Shared>) -> Router {
         .route("/repos/{owner}/{repo}/installation", get(installation))
         .route("/app/installations/{id}/access_tokens", post(access_tokens))
         .route("/installation/token", delete(revoke))
-        .route_layer(middleware::from_fn_with_state(shared.clone(), gate));
+        .route_layer(middleware::from_fn_with_state(shared.clone(), gate))
+        .route_layer(middleware::from_fn_with_state(
+            shared.clone(),
+            rate_limit_headers,
+        ));
     Router::new()
         .route("/", get(banner))
         .nest("/api/v3", api.clone())
@@ -424,6 +434,37 @@ async fn observe(State(shared): State<Arc<Shared>>, request: Request, next: Next
     }
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await
+}
+
+/// Sends GitHub's rate-limit headers on every API answer: each call uses
+/// one of [`RATE_LIMIT`], so `x-ratelimit-remaining` goes down by one per
+/// call (and stays at 0). An answer that already carries the headers (a
+/// fault imitating a limit) keeps its own.
+async fn rate_limit_headers(
+    State(shared): State<Arc<Shared>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let remaining = shared
+        .rate_limit_remaining
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+        .map_or(0, |before| before - 1);
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    if !headers.contains_key("x-ratelimit-remaining") {
+        for (name, value) in [
+            ("x-ratelimit-limit", RATE_LIMIT),
+            ("x-ratelimit-remaining", remaining),
+            ("x-ratelimit-used", RATE_LIMIT - remaining),
+        ] {
+            headers.insert(HeaderName::from_static(name), HeaderValue::from(value));
+        }
+        headers.insert(
+            HeaderName::from_static("x-ratelimit-resource"),
+            HeaderValue::from_static("core"),
+        );
+    }
+    response
 }
 
 /// What a fault does to a call before the handler sees it.
@@ -1003,6 +1044,34 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(resp.status(), 404);
+    }
+
+    #[tokio::test]
+    async fn github_standin_sends_decreasing_rate_limit_headers() {
+        let key = RsaSigningKey::generate().unwrap();
+        let standin = spawn(&key).await;
+        let http = reqwest::Client::new();
+        let jwt = app_jwt(&key, "12345", -60, 540);
+        let url = standin
+            .url()
+            .join("repos/acme/widgets/installation")
+            .unwrap();
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            let resp = api(&http, reqwest::Method::GET, url.clone(), &jwt)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+            let header = |name: &str| resp.headers()[name].to_str().unwrap().to_owned();
+            assert_eq!(header("x-ratelimit-limit"), RATE_LIMIT.to_string());
+            assert_eq!(header("x-ratelimit-resource"), "core");
+            seen.push(header("x-ratelimit-remaining").parse::<u64>().unwrap());
+        }
+        assert_eq!(seen, [RATE_LIMIT - 1, RATE_LIMIT - 2, RATE_LIMIT - 3]);
+        // The banner is not an API call and carries no budget.
+        let resp = http.get(standin.url()).send().await.unwrap();
+        assert!(resp.headers().get("x-ratelimit-remaining").is_none());
     }
 
     #[tokio::test]

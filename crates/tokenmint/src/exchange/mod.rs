@@ -33,6 +33,7 @@ use crate::github::{
     GithubClient, GithubError, GithubSettings, InstallationToken, MintRequest, Permissions,
 };
 use crate::iam::{IamDecision, WebIdentityRequest};
+use crate::metrics::{Metrics, Outcome, Sources as MetricSources};
 use crate::oidc::{claim_text, Rejection, VerifiedClaims, Verifier, VerifyError};
 use crate::policy::Decision;
 use crate::text::printable;
@@ -89,6 +90,24 @@ pub enum ExchangeError {
     /// The audit store could not record the decision (503).
     #[error("the audit store is unavailable, so no token was issued; retry shortly")]
     AuditUnavailable(#[source] AuditError),
+}
+
+impl ExchangeError {
+    /// The `outcome` label this error is counted under in metrics.
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            ExchangeError::InvalidRequest(_) => Outcome::InvalidRequest,
+            ExchangeError::MissingToken => Outcome::MissingToken,
+            ExchangeError::InvalidToken(VerifyError::KeysUnavailable { .. }) => {
+                Outcome::KeysUnavailable
+            }
+            ExchangeError::InvalidToken(_) => Outcome::InvalidToken,
+            ExchangeError::AccessDenied { .. } => Outcome::Denied,
+            ExchangeError::NoJti { .. } | ExchangeError::Replayed { .. } => Outcome::Replayed,
+            ExchangeError::Upstream(_) => Outcome::UpstreamError,
+            ExchangeError::AuditUnavailable(_) => Outcome::AuditUnavailable,
+        }
+    }
 }
 
 /// What the HTTP layer hands over: the raw request pieces, unparsed.
@@ -164,6 +183,8 @@ pub struct Service {
     clock: Arc<dyn Clock>,
     /// The STS-compatible endpoint, when `[[role]]`s are configured.
     sts: Option<crate::sts::Sts>,
+    /// Counters and histograms for `GET /metrics`.
+    metrics: Metrics,
 }
 
 impl Service {
@@ -185,6 +206,12 @@ impl Service {
                 crate::sts::Sts::new(&crate::sts::Sts::random_key())
             }
         });
+        let metrics = Metrics::new(MetricSources {
+            brokers: config.brokers.keys().map(String::as_str).collect(),
+            github: github.metrics().clone(),
+            caches: verifier.caches(),
+            audit_write: audit.commit_latency(),
+        });
         Ok(Self {
             config,
             verifier,
@@ -192,6 +219,7 @@ impl Service {
             audit,
             clock,
             sts,
+            metrics,
         })
     }
 
@@ -215,6 +243,11 @@ impl Service {
         self.sts.as_ref()
     }
 
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     /// The clock requests read `now` from.
     pub fn clock(&self) -> &dyn Clock {
         self.clock.as_ref()
@@ -228,7 +261,15 @@ impl Service {
         now: OffsetDateTime,
     ) -> Result<Grant, ExchangeError> {
         let span = tracing::info_span!("exchange", request_id = %req.request_id, broker = %printable(&req.broker, 64));
-        self.exchange_inner(req, now).instrument(span).await
+        let started = Instant::now();
+        let result = self.exchange_inner(req, now).instrument(span).await;
+        let outcome = match &result {
+            Ok(_) => Outcome::Allowed,
+            Err(e) => e.outcome(),
+        };
+        self.metrics
+            .record_exchange(&req.broker, outcome, started.elapsed());
+        result
     }
 
     async fn exchange_inner(

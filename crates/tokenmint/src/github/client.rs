@@ -8,6 +8,7 @@
 
 use super::Permissions;
 use crate::keys::{KeyError, RsaSigningKey};
+use crate::metrics::{CallResult, GithubMetrics};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret as _, SecretString};
@@ -124,7 +125,7 @@ pub struct MintedToken {
 }
 
 /// Which GitHub call failed; its `Display` is the name used in error messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Call {
     /// `GET /repos/{owner}/{repo}/installation`
     RepositoryInstallation,
@@ -373,6 +374,8 @@ struct Inner {
     app_jwt: Mutex<Option<AppJwt>>,
     /// `owner/repo` (ASCII-lowercased) → installation, so a warm mint is one call.
     installations: Mutex<HashMap<String, CachedInstallation>>,
+    /// Calls by endpoint and status, and GitHub's rate-limit headroom.
+    metrics: GithubMetrics,
 }
 
 struct AppJwt {
@@ -481,6 +484,7 @@ impl GithubClient {
                 request_timeout: settings.request_timeout,
                 app_jwt: Mutex::new(None),
                 installations: Mutex::new(HashMap::new()),
+                metrics: GithubMetrics::default(),
             }),
         })
     }
@@ -746,7 +750,9 @@ impl GithubClient {
         request: reqwest::RequestBuilder,
         repo: &str,
     ) -> Result<Vec<u8>, GithubError> {
-        let response = request.send().await.map_err(|e| self.transport(call, e))?;
+        let response = request.send().await;
+        self.observe(call, &response);
+        let response = response.map_err(|e| self.transport(call, e))?;
         let status = response.status();
         if !status.is_success() {
             // The body is dropped unread: it never reaches an error or a log.
@@ -756,6 +762,27 @@ impl GithubClient {
             Ok(body) => Ok(body.to_vec()),
             Err(crate::net::CappedReadError::TooLarge) => Err(GithubError::BodyTooLarge { call }),
             Err(crate::net::CappedReadError::Transport(e)) => Err(self.transport(call, e)),
+        }
+    }
+
+    /// The client's call counters, for [`crate::metrics::Metrics`].
+    pub(crate) fn metrics(&self) -> &GithubMetrics {
+        &self.inner.metrics
+    }
+
+    /// Counts one call by status (or timeout, or error) and keeps GitHub's
+    /// latest rate-limit headroom, for metrics.
+    fn observe(&self, call: Call, response: &Result<reqwest::Response, reqwest::Error>) {
+        let metrics = &self.inner.metrics;
+        match response {
+            Ok(response) => {
+                metrics.record_call(call, CallResult::Status(response.status().as_u16()));
+                if let Some(remaining) = rate_limit_remaining(response.headers()) {
+                    metrics.set_rate_limit_remaining(remaining);
+                }
+            }
+            Err(e) if e.is_timeout() => metrics.record_call(call, CallResult::Timeout),
+            Err(_) => metrics.record_call(call, CallResult::Error),
         }
     }
 
@@ -795,6 +822,17 @@ fn malformed(call: Call, e: &serde_json::Error) -> GithubError {
         line: e.line(),
         column: e.column(),
     }
+}
+
+/// GitHub's `x-ratelimit-remaining` header, when present and a number.
+fn rate_limit_remaining(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get("x-ratelimit-remaining")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 fn status_error(call: Call, status: StatusCode, headers: &HeaderMap, repo: &str) -> GithubError {

@@ -8,6 +8,8 @@
 //! - `POST /`: the AWS STS Query protocol (see [`crate::sts`]), only when the
 //!   config has `[[role]]` entries; its errors are AWS XML, mapped in
 //!   [`crate::sts::error_status`].
+//! - `GET /metrics`: Prometheus metrics (see [`crate::metrics`]), unless
+//!   `[server] metrics = false`.
 //!
 //! Errors are `{"error": CODE, "message": "...", "request_id": "..."}`.
 
@@ -19,12 +21,13 @@ use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::Serialize;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use time::format_description::well_known::Rfc3339;
+use tracing::Instrument as _;
 
 /// Request bodies are read up to this many bytes, only to tell whether one
 /// was sent (any body is refused).
@@ -95,23 +98,47 @@ pub fn router(service: Arc<Service>) -> Router {
         // The AWS STS Query protocol, only when `[[role]]`s are configured.
         router = router.route("/", post(crate::sts::http::handle));
     }
-    router
+    router = router
         .route("/v1/brokers/{name}/token", post(token))
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+        .route("/readyz", get(readyz));
+    if service.config().server.metrics {
+        router = router.route("/metrics", get(metrics));
+    }
+    router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::map_response(ensure_request_id))
+        .layer(axum::middleware::from_fn(request_context))
         .with_state(service)
 }
 
-/// Gives every response an `x-request-id` (the token endpoint sets its own,
-/// which is also in the body and the audit row).
-async fn ensure_request_id(mut resp: Response) -> Response {
-    if !resp.headers().contains_key("x-request-id") {
-        if let Ok(v) = HeaderValue::from_str(&new_request_id()) {
-            resp.headers_mut().insert("x-request-id", v);
-        }
+/// The id of the request being handled: in the `x-request-id` response
+/// header, error and token bodies, the audit row, and every log line
+/// written while handling it.
+#[derive(Debug, Clone)]
+pub(crate) struct RequestId(pub(crate) Arc<str>);
+
+/// Gives each request a fresh id, runs it inside a `request` span carrying
+/// that id (so every log line written while handling it has `request_id`),
+/// and puts the id in the `x-request-id` response header.
+async fn request_context(
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let id: Arc<str> = Arc::from(new_request_id());
+    request.extensions_mut().insert(RequestId(Arc::clone(&id)));
+    let span = tracing::info_span!("request", request_id = %id, method = %request.method());
+    let uri = request.uri().clone();
+    let mut resp = next.run(request).instrument(span.clone()).await;
+    span.in_scope(|| {
+        tracing::debug!(
+            path = %crate::text::printable(uri.path(), 128),
+            status = resp.status().as_u16(),
+            "request handled"
+        );
+    });
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
     }
     resp
 }
@@ -140,11 +167,12 @@ fn json_error(status: StatusCode, code: &str, message: String, request_id: &str)
 
 async fn token(
     State(service): State<Arc<Service>>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
     path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     request: axum::extract::Request,
 ) -> Response {
-    let request_id = new_request_id();
+    let request_id = request_id.to_string();
     let client_addr = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -171,11 +199,14 @@ async fn token(
     };
     // The exchange runs in its own task: a client that disconnects must not
     // cancel it half-way (after minting, before auditing or revoking).
-    let task = tokio::spawn(async move {
-        let now = service.clock().now();
-        let result = service.exchange(&req, now).await;
-        (result, service.config().server.explain_denials)
-    });
+    let task = tokio::spawn(
+        async move {
+            let now = service.clock().now();
+            let result = service.exchange(&req, now).await;
+            (result, service.config().server.explain_denials)
+        }
+        .in_current_span(),
+    );
     let outcome = match tokio::time::timeout(REQUEST_TIMEOUT, task).await {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(join)) => {
@@ -267,7 +298,10 @@ async fn healthz() -> Response {
         .into_response()
 }
 
-async fn readyz(State(service): State<Arc<Service>>) -> Response {
+async fn readyz(
+    State(service): State<Arc<Service>>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+) -> Response {
     match service.audit().ping().await {
         Ok(()) => (
             StatusCode::OK,
@@ -281,27 +315,53 @@ async fn readyz(State(service): State<Arc<Service>>) -> Response {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
                 "the audit store is not answering".to_owned(),
-                &new_request_id(),
+                &request_id,
             )
         }
     }
 }
 
-async fn not_found() -> Response {
+async fn metrics(
+    State(service): State<Arc<Service>>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+) -> Response {
+    match service.metrics().render() {
+        Ok(text) => (
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            text,
+        )
+            .into_response(),
+        Err(_) => {
+            tracing::error!("rendering metrics failed");
+            json_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "rendering metrics failed; retry shortly".to_owned(),
+                &request_id,
+            )
+        }
+    }
+}
+
+async fn not_found(Extension(RequestId(request_id)): Extension<RequestId>) -> Response {
     json_error(
         StatusCode::NOT_FOUND,
         "not_found",
         "no such endpoint; tokens are minted by POST /v1/brokers/{name}/token".to_owned(),
-        &new_request_id(),
+        &request_id,
     )
 }
 
-async fn method_not_allowed() -> Response {
+async fn method_not_allowed(Extension(RequestId(request_id)): Extension<RequestId>) -> Response {
     json_error(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
-        "method not allowed; use POST for /v1/brokers/{name}/token and GET for /healthz and /readyz".to_owned(),
-        &new_request_id(),
+        "method not allowed; use POST for /v1/brokers/{name}/token and GET for /healthz, /readyz and /metrics".to_owned(),
+        &request_id,
     )
 }
 

@@ -53,6 +53,8 @@ struct State {
     /// attempt rediscovers.
     discovered_jwks_uri: Option<Url>,
     last_error: Option<String>,
+    /// When the keys in `keys` were fetched (for the key-set age metric).
+    fetched_at: Option<OffsetDateTime>,
 }
 
 /// Counters exposed for metrics and tests.
@@ -62,6 +64,23 @@ pub(crate) struct CacheStats {
     pub(crate) jwks_fetches: AtomicU64,
     /// JWKS fetch attempts that failed.
     pub(crate) jwks_failures: AtomicU64,
+    /// JWKS fetch attempts that installed keys.
+    pub(crate) jwks_successes: AtomicU64,
+}
+
+/// One issuer's cache state, read without I/O (for metrics).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CacheSnapshot {
+    /// Keys cached.
+    pub(crate) keys: usize,
+    /// When the cached key set was fetched.
+    pub(crate) fetched_at: Option<OffsetDateTime>,
+    /// Until when it is fresh.
+    pub(crate) fresh_until: Option<OffsetDateTime>,
+    /// Fetch attempts that installed keys.
+    pub(crate) successes: u64,
+    /// Fetch attempts that failed.
+    pub(crate) failures: u64,
 }
 
 /// One issuer's keys. Shared (`Arc`) so that fetches can run in their own
@@ -210,8 +229,10 @@ impl KeyCache {
                 self.write(|s| {
                     s.keys = Some(Arc::new(keys));
                     s.fresh_until = Some(now + freshness);
+                    s.fetched_at = Some(now);
                     s.last_error = None;
                 });
+                self.stats.jwks_successes.fetch_add(1, Ordering::Relaxed);
             }
             Err(e) => {
                 self.stats.jwks_failures.fetch_add(1, Ordering::Relaxed);
@@ -273,6 +294,24 @@ impl KeyCache {
     /// Whether keys are cached, and until when they are fresh.
     pub(crate) fn snapshot(&self) -> (usize, Option<OffsetDateTime>) {
         self.read(|s| (s.keys.as_ref().map_or(0, |k| k.len()), s.fresh_until))
+    }
+
+    /// The state metrics report; see [`CacheSnapshot`].
+    pub(crate) fn metrics_snapshot(&self) -> CacheSnapshot {
+        let (keys, fetched_at, fresh_until) = self.read(|s| {
+            (
+                s.keys.as_ref().map_or(0, |k| k.len()),
+                s.fetched_at,
+                s.fresh_until,
+            )
+        });
+        CacheSnapshot {
+            keys,
+            fetched_at,
+            fresh_until,
+            successes: self.stats.jwks_successes.load(Ordering::Relaxed),
+            failures: self.stats.jwks_failures.load(Ordering::Relaxed),
+        }
     }
 }
 

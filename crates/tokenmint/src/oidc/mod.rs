@@ -77,7 +77,7 @@ pub use jose::JoseError;
 pub use jwks::{JwksError, KeyUseError};
 
 use crate::config::IssuerConfig;
-use cache::KeyCache;
+pub(crate) use cache::{CacheSnapshot, KeyCache};
 use fetch::Fetcher;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -282,6 +282,17 @@ impl Verifier {
             })
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// Each issuer's name and key cache, sorted by name (for metrics).
+    pub(crate) fn caches(&self) -> Vec<(String, Arc<KeyCache>)> {
+        let mut out: Vec<_> = self
+            .issuers
+            .values()
+            .map(|e| (e.config.name.clone(), Arc::clone(&e.keys)))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
         out
     }
 

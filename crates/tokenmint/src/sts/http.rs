@@ -19,9 +19,9 @@ const MAX_FORM_BYTES: usize = 64 * 1024;
 /// Handles one STS Query-protocol request.
 pub(crate) async fn handle(
     State(service): State<Arc<Service>>,
+    axum::Extension(crate::http::RequestId(request_id)): axum::Extension<crate::http::RequestId>,
     request: axum::extract::Request,
 ) -> Response {
-    let request_id = uuid::Uuid::new_v4().to_string();
     let explain = service.config().server.explain_denials;
     match run(service, request, &request_id).await {
         Ok(body) => xml_response(StatusCode::OK, body, &request_id),

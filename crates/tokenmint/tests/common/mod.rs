@@ -91,12 +91,17 @@ impl Harness {
         options: ServeOptions,
         extra: &str,
     ) -> Self {
-        Self::with_settings(explain_denials, options, extra, false).await
+        Self::with_settings(explain_denials, options, extra, false, "").await
     }
 
     /// The `dev` issuer with `single_use = true`.
     pub(crate) async fn single_use() -> Self {
-        Self::with_settings(false, ServeOptions::default(), "", true).await
+        Self::with_settings(false, ServeOptions::default(), "", true, "").await
+    }
+
+    /// With `server` (more `key = value` lines) added to `[server]`.
+    pub(crate) async fn with_server_settings(server: &str) -> Self {
+        Self::with_settings(false, ServeOptions::default(), "", false, server).await
     }
 
     async fn with_settings(
@@ -104,6 +109,7 @@ impl Harness {
         options: ServeOptions,
         extra: &str,
         single_use: bool,
+        server: &str,
     ) -> Self {
         let bind = || tokio::net::TcpListener::bind("127.0.0.1:0");
         let issuer = DevIssuer::spawn(bind().await.unwrap(), IssuerConfig::new("request-token"))
@@ -139,6 +145,7 @@ impl Harness {
 [server]
 listen = "{addr}"
 explain_denials = {explain_denials}
+{server}
 [audit]
 database = "sqlite://audit.db"
 [github]
