@@ -13,6 +13,7 @@
 //! - [`github`]: the GitHub App client (App JWT, installation lookup, mint, revoke) and permission vocabulary.
 //! - [`audit`]: the tamper-evident audit log (SQLite by default), its writer, verifier and reader.
 //! - [`exchange`]: the one function that runs an exchange: verify, authorize, mint, audit.
+//! - [`octo_sts`]: the query of octo-sts's `/sts/exchange`, mapped onto a broker and its repository.
 //! - [`http`]: the axum router shared by the server and the Lambda, and the one place errors map to statuses.
 //! - [`dev`]: the local OIDC issuer and GitHub API stand-in behind `tokenmint dev` and the tests.
 //! - [`keys`]: RSA signing keys and compact JWS signing.
@@ -32,6 +33,7 @@ pub mod iam;
 pub mod keys;
 pub mod lint;
 mod net;
+pub mod octo_sts;
 pub mod oidc;
 pub mod policy;
 mod text;

@@ -3,6 +3,8 @@
 //! # Endpoints
 //!
 //! - `POST /v1/brokers/{name}/token`: exchange (see [`crate::exchange`]).
+//! - `GET|POST /sts/exchange?scope=OWNER/REPO&identity=NAME`: the same
+//!   exchange for octo-sts/action (see [`crate::octo_sts`]); `scopes=` too.
 //! - `GET /healthz`: the process is up.
 //! - `GET /readyz`: config is loaded and the audit store answers.
 //!
@@ -35,7 +37,9 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// that decides HTTP statuses for errors.
 pub fn error_status(err: &ExchangeError) -> (StatusCode, &'static str) {
     match err {
-        ExchangeError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+        ExchangeError::InvalidRequest(_) | ExchangeError::OctoStsQuery(_) => {
+            (StatusCode::BAD_REQUEST, "invalid_request")
+        }
         ExchangeError::MissingToken => (StatusCode::UNAUTHORIZED, "invalid_token"),
         ExchangeError::InvalidToken(VerifyError::KeysUnavailable { .. }) => {
             (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
@@ -89,6 +93,7 @@ struct TokenBody<'a> {
 pub fn router(service: Arc<Service>) -> Router {
     Router::new()
         .route("/v1/brokers/{name}/token", post(token))
+        .route("/sts/exchange", get(octo_sts).post(octo_sts))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(not_found)
@@ -133,7 +138,35 @@ fn json_error(status: StatusCode, code: &str, message: String, request_id: &str)
 async fn token(
     State(service): State<Arc<Service>>,
     path: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
+    request: axum::extract::Request,
+) -> Response {
+    let broker = match path {
+        Ok(Path(name)) => name,
+        // Undecodable path segments fall through as an invalid name.
+        Err(_) => String::from("\u{fffd}"),
+    };
+    exchange(service, broker, None, request).await
+}
+
+/// octo-sts/action's `GET /sts/exchange?scope=..&scopes=..&identity=..`
+/// (POST is accepted too): `identity` names the broker, and the exchange
+/// refuses it unless every scope is that broker's repository.
+async fn octo_sts(
+    State(service): State<Arc<Service>>,
+    request: axum::extract::Request,
+) -> Response {
+    let (broker, scopes) = match crate::octo_sts::parse_query(request.uri().query()) {
+        Ok(query) => (query.identity, Ok(query.scopes)),
+        Err(e) => (String::new(), Err(e)),
+    };
+    exchange(service, broker, Some(scopes), request).await
+}
+
+/// Runs one exchange for either endpoint and turns its outcome into a response.
+async fn exchange(
+    service: Arc<Service>,
+    broker: String,
+    octo_sts_scopes: Option<Result<Vec<String>, crate::octo_sts::OctoStsError>>,
     request: axum::extract::Request,
 ) -> Response {
     let request_id = new_request_id();
@@ -141,12 +174,9 @@ async fn token(
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.to_string());
-    let body_is_empty = body_is_empty(&headers, request.into_body()).await;
-    let broker = match path {
-        Ok(Path(name)) => name,
-        // Undecodable path segments fall through as an invalid name.
-        Err(_) => String::from("\u{fffd}"),
-    };
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
+    let body_is_empty = body_is_empty(&headers, body).await;
     let req = ExchangeRequest {
         request_id: request_id.clone(),
         broker,
@@ -160,6 +190,7 @@ async fn token(
         user_agent: headers
             .get(header::USER_AGENT)
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+        octo_sts_scopes,
     };
     // The exchange runs in its own task: a client that disconnects must not
     // cancel it half-way (after minting, before auditing or revoking).
@@ -283,7 +314,7 @@ async fn not_found() -> Response {
     json_error(
         StatusCode::NOT_FOUND,
         "not_found",
-        "no such endpoint; tokens are minted by POST /v1/brokers/{name}/token".to_owned(),
+        "no such endpoint; tokens are minted by POST /v1/brokers/{name}/token (or, for octo-sts clients, GET /sts/exchange)".to_owned(),
         &new_request_id(),
     )
 }
@@ -292,7 +323,7 @@ async fn method_not_allowed() -> Response {
     json_error(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
-        "method not allowed; use POST for /v1/brokers/{name}/token and GET for /healthz and /readyz".to_owned(),
+        "method not allowed; use POST for /v1/brokers/{name}/token, GET or POST for /sts/exchange, and GET for /healthz and /readyz".to_owned(),
         &new_request_id(),
     )
 }
