@@ -75,10 +75,15 @@ fn rule_ids_are_unique_documented_and_well_formed() {
     for r in RULES {
         assert!(seen.insert(r.id), "duplicate {}", r.id);
         assert!(r.id.starts_with("TM") && r.id.len() == 5, "{}", r.id);
+        let applies = match r.applies {
+            Applies::Config => "config",
+            Applies::Iam => "IAM",
+            Applies::Both => "both",
+        };
+        let row = format!("| `{}` | {} | {applies} |", r.id, r.severity);
         assert!(
-            readme.contains(&format!("| `{}` |", r.id)),
-            "README's rule table lacks {}",
-            r.id
+            readme.contains(&row),
+            "README's rule table lacks the row {row:?}"
         );
         assert!(!r.summary.is_empty() && !r.description.is_empty() && !r.fix.is_empty());
     }
