@@ -913,16 +913,18 @@ async fn octo_sts_malformed_requests_are_400() {
         assert_error(status, &resp, 400, "invalid_request");
         assert!(resp["message"].as_str().unwrap().contains("body"), "{resp}");
     }
-    // Other methods are 405.
-    let (status, _) = octo_sts(
-        &h,
-        reqwest::Method::PUT,
-        "scope=acme/widgets&identity=widgets-read",
-        &token,
-        None,
-    )
-    .await;
-    assert_eq!(status, 405);
+    // Other methods are 405; HEAD too, so no token is minted for nobody.
+    for method in [reqwest::Method::PUT, reqwest::Method::HEAD] {
+        let (status, _) = octo_sts(
+            &h,
+            method,
+            "scope=acme/widgets&identity=widgets-read",
+            &token,
+            None,
+        )
+        .await;
+        assert_eq!(status, 405);
+    }
     assert!(h.github.issued_tokens().is_empty());
     let rows = h.rows().await;
     assert_eq!(rows.len(), 8);

@@ -93,7 +93,11 @@ struct TokenBody<'a> {
 pub fn router(service: Arc<Service>) -> Router {
     Router::new()
         .route("/v1/brokers/{name}/token", post(token))
-        .route("/sts/exchange", get(octo_sts).post(octo_sts))
+        // HEAD would otherwise run the GET handler: a token minted for nobody.
+        .route(
+            "/sts/exchange",
+            get(octo_sts).post(octo_sts).head(method_not_allowed),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(not_found)
