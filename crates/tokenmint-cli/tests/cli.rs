@@ -1,4 +1,4 @@
-//! Tests of the real `tokenmint` binary: `dev`, `exchange`, `audit`, `check-config`, `@actions/core` compatibility, and that no secret reaches any output.
+//! Tests of the real `tokenmint` binary: `dev`, `exchange`, `audit`, `check-config`, `@actions/core` and octo-sts/action compatibility, and that no secret reaches any output.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -367,9 +367,12 @@ fn audit_verify_reports_a_deleted_store_and_does_not_recreate_it() {
     }
 }
 
-#[test]
-fn actions_core_get_id_token_works_unchanged() {
+/// `tests/actions-core` with its pinned `@actions/core` installed (`npm ci` once).
+fn actions_core_package() -> PathBuf {
     let pkg = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/actions-core");
+    // Tests run on several threads of this one process; one installs, the others wait.
+    static NPM_CI: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let lock = NPM_CI.lock().unwrap_or_else(|e| e.into_inner());
     if !pkg.join("node_modules/@actions/core").exists() {
         let status = Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund"])
@@ -378,6 +381,13 @@ fn actions_core_get_id_token_works_unchanged() {
             .expect("npm is needed for the @actions/core compatibility test (CI installs it)");
         assert!(status.success(), "npm ci failed in {}", pkg.display());
     }
+    drop(lock);
+    pkg
+}
+
+#[test]
+fn actions_core_get_id_token_works_unchanged() {
+    let pkg = actions_core_package();
     let dev = Dev::start();
     let id_token_file = dev.dir.path().join("id-token");
     let out = Command::new("node")
@@ -421,6 +431,159 @@ fn actions_core_get_id_token_works_unchanged() {
         .unwrap();
     assert!(!out.status.success());
     dev.stop();
+}
+
+/// Runs one step of octo-sts/action (`main` or `post`, replayed by
+/// `tests/actions-core/octo-sts-action.mjs`) as the runner would.
+fn octo_sts_step(pkg: &Path, step: &str, env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new("node");
+    cmd.arg(pkg.join("octo-sts-action.mjs")).arg(step);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+/// `GET /installation/repositories` on the GitHub stand-in with `token`:
+/// whether the token still works, as GitHub would answer it.
+fn token_repositories(github: &str, token: &str) -> (u16, serde_json::Value) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let resp = reqwest::Client::new()
+            .get(format!("{github}/installation/repositories"))
+            .bearer_auth(token)
+            .header("user-agent", "tokenmint-cli-test")
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let body = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap_or_default();
+        (status, body)
+    })
+}
+
+#[test]
+fn octo_sts_action_request_sequence_works_against_tokenmint_dev() {
+    let pkg = actions_core_package();
+    let dev = Dev::start();
+    let domain = dev.url.trim_start_matches("http://").to_owned();
+    let github = dev
+        .stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("GitHub API stand-in"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the banner names the GitHub API stand-in")
+        .to_owned();
+    let output_file = dev.dir.path().join("github_output");
+    let state_file = dev.dir.path().join("github_state");
+    std::fs::write(&output_file, "").unwrap();
+    std::fs::write(&state_file, "").unwrap();
+    let main_env = |scope: &'static str| {
+        [
+            ("ACTIONS_ID_TOKEN_REQUEST_URL", dev.request_url.clone()),
+            ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", dev.request_token.clone()),
+            ("INPUT_SCOPE", scope.to_owned()),
+            ("INPUT_IDENTITY", "widgets-read".to_owned()),
+            ("INPUT_DOMAIN", domain.clone()),
+            ("OCTO_STS_SCHEME", "http".to_owned()),
+            ("GITHUB_OUTPUT", output_file.display().to_string()),
+            ("GITHUB_STATE", state_file.display().to_string()),
+        ]
+    };
+
+    // Main step: getIDToken(audience = domain), then GET /sts/exchange.
+    let env = main_env("acme/widgets");
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let out = octo_sts_step(&pkg, "main", &env);
+    assert!(
+        out.status.success(),
+        "octo-sts main step failed: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let token_from = |file: &Path| {
+        std::fs::read_to_string(file)
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("token="))
+            .map(str::to_owned)
+            .unwrap()
+    };
+    let token = token_from(&output_file);
+    assert!(token.starts_with("ghs_"), "{token}");
+    assert_eq!(token_from(&state_file), token);
+    assert!(text(&out.stdout).contains(&format!("::add-mask::{token}")));
+
+    // The token works, for exactly the broker's repository.
+    let (status, body) = token_repositories(&github, &token);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["repositories"][0]["full_name"], "acme/widgets");
+    assert_eq!(body["total_count"], 1);
+
+    // Post step: DELETE /installation/token with only Authorization.
+    let out = octo_sts_step(
+        &pkg,
+        "post",
+        &[("STATE_token", token.as_str()), ("GITHUB_API_URL", &github)],
+    );
+    assert!(
+        text(&out.stdout).contains("revoked: 204"),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    // The stand-in saw the revocation: the token no longer works.
+    let (status, _) = token_repositories(&github, &token);
+    assert_eq!(status, 401);
+    let out = octo_sts_step(
+        &pkg,
+        "post",
+        &[("STATE_token", token.as_str()), ("GITHUB_API_URL", &github)],
+    );
+    assert!(
+        text(&out.stdout).contains("::error::401"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // A scope that is not the broker's repository fails the step with the
+    // same refusal as an unknown broker.
+    let env = main_env("acme/gadgets");
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let out = octo_sts_step(&pkg, "main", &env);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stdout)
+            .contains("::error::exchange answered 403: not authorized to use this broker"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // The audit log has the grant (by hash) and the precise refusal.
+    let out = dev.audit(&["list", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let rows: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 2, "{}", text(&out.stdout));
+    assert_eq!(
+        rows.iter()
+            .find_map(|r| r["grant"]["token_sha256"].as_str())
+            .unwrap(),
+        hex::encode(Sha256::digest(token.as_bytes()))
+    );
+    assert!(
+        text(&out.stdout).contains(r#"octo-sts scope \"acme/gadgets\" is not broker"#),
+        "{}",
+        text(&out.stdout)
+    );
+    let pem = std::fs::read_to_string(dev.dir.path().join("github-app.pem")).unwrap();
+    let (_, logs) = dev.stop();
+    assert_no_secrets(&logs, &[token], &pem);
 }
 
 #[test]

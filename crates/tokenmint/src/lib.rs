@@ -13,6 +13,7 @@
 //! - [`github`]: the GitHub App client (App JWT, installation lookup, mint, revoke) and permission vocabulary.
 //! - [`audit`]: the tamper-evident audit log (SQLite by default), its writer, verifier and reader.
 //! - [`exchange`]: the one function that runs an exchange: verify, authorize, mint, audit.
+//! - [`octo_sts`]: the query of octo-sts's `/sts/exchange`, mapped onto a broker and its repository.
 //! - [`http`]: the axum router shared by the server and the Lambda, and the one place errors map to statuses.
 //! - [`sts`]: the AWS STS-compatible endpoint (`AssumeRoleWithWebIdentity`, `GetCallerIdentity`) for `[[role]]` trust policies.
 //! - [`logging`]: the JSON log line format, with span fields such as `request_id` on every line.
@@ -37,6 +38,7 @@ pub mod lint;
 pub mod logging;
 pub mod metrics;
 mod net;
+pub mod octo_sts;
 pub mod oidc;
 pub mod policy;
 pub mod sts;

@@ -983,3 +983,160 @@ async fn one_request_id_per_request_in_header_and_body() {
     let body: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
     assert_eq!(body["request_id"], header.as_str());
 }
+
+// ------------------------------------------------------------ octo-sts compatibility
+
+/// An octo-sts/action style request: `method /sts/exchange?query` with a bearer token.
+async fn octo_sts(
+    h: &Harness,
+    method: reqwest::Method,
+    query: &str,
+    token: &str,
+    body: Option<&str>,
+) -> (u16, Value) {
+    let mut req = h
+        .client
+        .request(method, format!("{}/sts/exchange?{query}", h.base))
+        .bearer_auth(token);
+    if let Some(b) = body {
+        req = req.body(b.to_owned());
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let body = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap_or(Value::Null);
+    (status, body)
+}
+
+#[tokio::test]
+async fn octo_sts_exchange_maps_identity_and_scope_onto_a_broker() {
+    let h = Harness::start().await;
+    // Exactly what octo-sts/action sends, by GET and by POST (no body).
+    for method in [reqwest::Method::GET, reqwest::Method::POST] {
+        let token = h.token(json!({}));
+        let (status, body) = octo_sts(
+            &h,
+            method,
+            "scope=acme/widgets&scopes=acme/widgets&identity=widgets-read",
+            &token,
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body["token"].as_str().unwrap().starts_with("ghs_"));
+        assert_eq!(body["broker"], "widgets-read");
+        assert_eq!(body["repositories"], json!(["acme/widgets"]));
+        assert_eq!(
+            body["permissions"],
+            json!({"contents": "read", "issues": "write"})
+        );
+    }
+    // The older form without `scopes`, and an IAM-policy broker, work too.
+    let (status, body) = octo_sts(
+        &h,
+        reqwest::Method::GET,
+        "scope=acme/widgets&identity=widgets-iam",
+        &h.token(json!({})),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let issued = h.github.issued_tokens();
+    assert_eq!(issued.len(), 3);
+    assert!(issued
+        .iter()
+        .all(|t| t.repositories == ["acme/widgets".to_owned()]));
+    let rows = h.rows().await;
+    assert_eq!(rows.len(), 3);
+    assert!(rows.iter().all(|r| r.record.decision == Decision::Allow));
+    assert_eq!(rows[2].record.broker, "widgets-iam");
+}
+
+#[tokio::test]
+async fn octo_sts_wrong_scope_is_refused_like_an_unknown_broker() {
+    let h = Harness::start().await;
+    let get = |query: &'static str| {
+        let token = h.token(json!({}));
+        let h = &h;
+        async move { octo_sts(h, reqwest::Method::GET, query, &token, None).await }
+    };
+    let (s0, unknown) = get("scope=acme/widgets&identity=no-such-broker").await;
+    assert_error(s0, &unknown, 403, "access_denied");
+    for query in [
+        "scope=acme/gadgets&scopes=acme/gadgets&identity=widgets-read",
+        "scope=acme/widgets&scopes=acme/gadgets&identity=widgets-read",
+        "scope=acme/widgets&scopes=acme/widgets,acme/gadgets&identity=widgets-read",
+        "scope=acme&identity=widgets-read",
+        "scope=ACME/widgets&identity=widgets-read",
+        "scopes=acme/widgets/x&identity=widgets-read",
+    ] {
+        let (status, body) = get(query).await;
+        assert_error(status, &body, 403, "access_denied");
+        assert_eq!(body["message"], unknown["message"], "{query}");
+    }
+    assert!(h.github.issued_tokens().is_empty());
+    // The audit log has the precise reason.
+    let rows = h.rows().await;
+    assert_eq!(rows.len(), 7);
+    assert!(rows[0].record.reason.contains("unknown broker"));
+    assert_eq!(
+        rows[1].record.reason,
+        r#"octo-sts scope "acme/gadgets" is not broker "widgets-read"'s repository "acme/widgets""#
+    );
+    assert!(rows[3].record.reason.contains(r#"scope "acme/gadgets""#));
+    assert!(rows[4].record.reason.contains(r#"scope "acme" is not"#));
+    assert!(rows[1..]
+        .iter()
+        .all(|r| r.record.broker == "widgets-read" && r.record.status == 403));
+}
+
+#[tokio::test]
+async fn octo_sts_malformed_requests_are_400() {
+    let h = Harness::start().await;
+    let token = h.token(json!({}));
+    for query in [
+        "scope=acme/widgets",
+        "scope=acme/widgets&identity=",
+        "identity=widgets-read",
+        "identity=widgets-read&scope=acme/widgets&identity=widgets-read",
+        "identity=widgets-read&scope=acme/widgets&permissions=admin",
+        "identity=bad%20name&scope=acme/widgets",
+    ] {
+        let (status, body) = octo_sts(&h, reqwest::Method::GET, query, &token, None).await;
+        assert_error(status, &body, 400, "invalid_request");
+        if query == "scope=acme/widgets" {
+            assert!(body["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("missing identity"));
+        }
+    }
+    // The body rule holds here too: any body is refused.
+    for body in ["{}", r#"{"permissions":{"administration":"write"}}"#] {
+        let (status, resp) = octo_sts(
+            &h,
+            reqwest::Method::POST,
+            "scope=acme/widgets&identity=widgets-read",
+            &token,
+            Some(body),
+        )
+        .await;
+        assert_error(status, &resp, 400, "invalid_request");
+        assert!(resp["message"].as_str().unwrap().contains("body"), "{resp}");
+    }
+    // Other methods are 405; HEAD too, so no token is minted for nobody.
+    for method in [reqwest::Method::PUT, reqwest::Method::HEAD] {
+        let (status, _) = octo_sts(
+            &h,
+            method,
+            "scope=acme/widgets&identity=widgets-read",
+            &token,
+            None,
+        )
+        .await;
+        assert_eq!(status, 405);
+    }
+    assert!(h.github.issued_tokens().is_empty());
+    let rows = h.rows().await;
+    assert_eq!(rows.len(), 8);
+    assert!(rows.iter().all(|r| r.record.status == 400));
+}

@@ -1,9 +1,13 @@
-//! A local stand-in for the GitHub API (installation lookup, token minting, revocation) behind `tokenmint dev` and the tests; it is not GitHub and says so on every response.
+//! A local stand-in for the GitHub API (installation lookup, token minting, revocation, and a token's repositories) behind `tokenmint dev` and the tests; it is not GitHub and says so on every response.
 //!
 //! It checks what real GitHub checks and a little more, so that tests prove
 //! the client behaves: the App JWT is verified cryptographically against the
-//! configured public key, the required headers must be present, and a token
-//! request must name both a repository restriction and permissions. Faults
+//! configured public key, the required headers must be present on App calls,
+//! and a token request must name both a repository restriction and
+//! permissions. Calls made *with* an installation token (revoking it, listing
+//! its repositories) are judged as GitHub judges them: only `User-Agent` is
+//! required, so third-party clients such as octo-sts/action's post step work
+//! unchanged. Faults
 //! ([`Fault`]) make it misbehave in the ways the client must survive.
 
 use crate::clock::{Clock as _, SystemClock};
@@ -41,7 +45,7 @@ pub const BANNER: &str = "This is NOT GitHub.\n\
     It is tokenmint's local stand-in for the GitHub API, for development and tests only.\n\
     Tokens it issues are worthless outside this process.\n";
 
-/// The request headers GitHub expects on every REST call; the stand-in refuses calls without them.
+/// The request headers GitHub expects on every REST call; the stand-in refuses App calls without them.
 const REQUIRED_ACCEPT: &str = "application/vnd.github+json";
 const REQUIRED_API_VERSION: &str = "2022-11-28";
 /// Request bodies larger than this are refused (the client sends a few hundred bytes).
@@ -357,6 +361,7 @@ fn build_router(shared: Arc<Shared>) -> Router {
         .route("/repos/{owner}/{repo}/installation", get(installation))
         .route("/app/installations/{id}/access_tokens", post(access_tokens))
         .route("/installation/token", delete(revoke))
+        .route("/installation/repositories", get(token_repositories))
         .route_layer(middleware::from_fn_with_state(shared.clone(), gate))
         .route_layer(middleware::from_fn_with_state(
             shared.clone(),
@@ -475,7 +480,13 @@ enum Interference {
 
 /// Checks the headers GitHub requires, then applies whole-call faults.
 async fn gate(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
-    if let Some(problem) = missing_header(request.headers()) {
+    // GitHub itself defaults `Accept` and the API version; only App calls
+    // (tokenmint's own client) are held to sending them.
+    let app_call = !matches!(
+        request.uri().path().trim_start_matches("/api/v3"),
+        "/installation/token" | "/installation/repositories"
+    );
+    if let Some(problem) = missing_header(request.headers(), app_call) {
         return gh_error(StatusCode::BAD_REQUEST, problem);
     }
     let interference = {
@@ -572,12 +583,14 @@ impl HttpBody for Whitespace {
     }
 }
 
-fn missing_header(headers: &HeaderMap) -> Option<&'static str> {
+fn missing_header(headers: &HeaderMap, app_call: bool) -> Option<&'static str> {
     let value = |name| headers.get(name).and_then(|v| v.to_str().ok());
-    if value(header::ACCEPT) != Some(REQUIRED_ACCEPT) {
+    if app_call && value(header::ACCEPT) != Some(REQUIRED_ACCEPT) {
         return Some("the stand-in requires `Accept: application/vnd.github+json`");
     }
-    if value(HeaderName::from_static("x-github-api-version")) != Some(REQUIRED_API_VERSION) {
+    if app_call
+        && value(HeaderName::from_static("x-github-api-version")) != Some(REQUIRED_API_VERSION)
+    {
         return Some("the stand-in requires `X-GitHub-Api-Version: 2022-11-28`");
     }
     if value(header::USER_AGENT).is_none_or(|ua| ua.trim().is_empty()) {
@@ -870,6 +883,35 @@ fn random_token() -> String {
     format!("ghs_{suffix}")
 }
 
+/// `GET /installation/repositories`, authenticated with an installation
+/// token: the repositories it covers. A revoked or unknown token gets 401, as
+/// on GitHub, so tests can tell whether a token still works.
+async fn token_repositories(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let Some(token) = bearer(&headers) else {
+        return gh_error(StatusCode::UNAUTHORIZED, "Requires authentication");
+    };
+    let state = shared.lock();
+    let Some(issued) = state
+        .tokens
+        .iter()
+        .find(|t| !t.revoked && !t.token.is_empty() && t.token == token)
+    else {
+        return gh_error(StatusCode::UNAUTHORIZED, "Bad credentials");
+    };
+    let repositories: Vec<Value> = shared
+        .installed
+        .iter()
+        .filter(|i| issued.repositories.contains(&i.full_name()))
+        .map(repository_json)
+        .collect();
+    Json(json!({
+        "total_count": repositories.len(),
+        "repository_selection": "selected",
+        "repositories": repositories,
+    }))
+    .into_response()
+}
+
 /// `DELETE /installation/token`, authenticated with the token itself.
 async fn revoke(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     let Some(token) = bearer(&headers) else {
@@ -1121,12 +1163,43 @@ mod tests {
         assert_eq!(body["repositories"][0]["full_name"], "acme/widgets");
         assert_eq!(body["repositories"][0]["id"], 1001);
 
+        // The token works: it lists its repository. Calls made with an
+        // installation token need no Accept or API-version header, as on
+        // GitHub (octo-sts/action's post step sends only Authorization).
+        let repos_url = standin.url().join("installation/repositories").unwrap();
+        let bare = |method: reqwest::Method, url: Url, bearer: &str| {
+            http.request(method, url)
+                .bearer_auth(bearer)
+                .header("user-agent", "node")
+        };
+        let resp = bare(reqwest::Method::GET, repos_url.clone(), &token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let body: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+        assert_eq!(body["repositories"][0]["full_name"], "acme/widgets");
+        assert_eq!(body["total_count"], 1);
         let revoke_url = standin.url().join("installation/token").unwrap();
-        let resp = api(&http, reqwest::Method::DELETE, revoke_url.clone(), &token)
+        // User-Agent is still required.
+        let resp = http
+            .delete(revoke_url.clone())
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400);
+        let resp = bare(reqwest::Method::DELETE, revoke_url.clone(), &token)
             .send()
             .await
             .unwrap();
         assert_eq!(resp.status(), 204);
+        // Revoked, it no longer works.
+        let resp = bare(reqwest::Method::GET, repos_url, &token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 401);
         let issued = standin.issued_tokens();
         assert_eq!(issued.len(), 1);
         assert!(issued[0].revoked);

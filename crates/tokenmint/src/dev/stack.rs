@@ -234,6 +234,17 @@ impl DevStack {
             self.url()
         );
         let _ = writeln!(s);
+        let _ = writeln!(
+            s,
+            "octo-sts/action's exchange (its domain, and so the audience, is {}):",
+            self.addr
+        );
+        let _ = writeln!(
+            s,
+            "  GET {}/sts/exchange?scope={DEV_REPOSITORY}&identity=widgets-read",
+            self.url()
+        );
+        let _ = writeln!(s);
         let _ = writeln!(s, "Then inspect the audit log:");
         let _ = writeln!(
             s,
@@ -297,7 +308,8 @@ private_key_file = "github-app.pem"
 [[issuer]]
 name = "dev-actions"
 url = "{issuer_url}"
-audiences = ["{DEV_AUDIENCE}"]
+# octo-sts/action requests its `domain` input as the audience: here, this server's address.
+audiences = ["{DEV_AUDIENCE}", "{addr}"]
 
 [[broker]]
 name = "widgets-read"

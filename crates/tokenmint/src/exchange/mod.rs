@@ -2,13 +2,15 @@
 //!
 //! # Steps of [`Service::exchange`]
 //!
-//! 1. The request shape: broker name syntax, an empty body, a well-formed
+//! 1. The request shape: a well-formed octo-sts query, broker name syntax, an empty body, a well-formed
 //!    `Authorization: Bearer` header (400), or no token at all (401).
 //! 2. The token, by [`crate::oidc::Verifier`] (401; 503 when the issuer's
 //!    keys are unreachable and none are cached).
-//! 3. The broker: it must exist, accept the token's issuer, and its trust
-//!    policy must allow the claims. Unknown brokers and policy denials are
-//!    indistinguishable to the caller (403).
+//! 3. The broker: it must exist, be the repository an octo-sts request
+//!    named (`scope`/`scopes`, see [`crate::octo_sts`]), accept the token's
+//!    issuer, and its trust policy must allow the claims. Unknown brokers,
+//!    scope mismatches and policy denials are indistinguishable to the
+//!    caller (403).
 //! 4. Replay protection, for issuers with `single_use = true`: the token's
 //!    `jti` is claimed in the audit store ([`AuditLog::claim_jti`]). A token
 //!    without a usable `jti`, or whose `jti` was already claimed, is refused
@@ -34,6 +36,7 @@ use crate::github::{
 };
 use crate::iam::{IamDecision, WebIdentityRequest};
 use crate::metrics::{Metrics, Outcome, Sources as MetricSources};
+use crate::octo_sts::OctoStsError;
 use crate::oidc::{claim_text, Rejection, VerifiedClaims, Verifier, VerifyError};
 use crate::policy::Decision;
 use crate::text::printable;
@@ -58,6 +61,9 @@ pub enum ExchangeError {
     /// No token was presented (401).
     #[error("missing bearer token; send Authorization: Bearer <OIDC token>")]
     MissingToken,
+    /// An octo-sts `/sts/exchange` query is malformed (400).
+    #[error("{0}")]
+    OctoStsQuery(#[from] OctoStsError),
     /// The token failed verification (401), or its issuer's keys are unreachable (503).
     #[error("{0}")]
     InvalidToken(VerifyError),
@@ -96,7 +102,9 @@ impl ExchangeError {
     /// The `outcome` label this error is counted under in metrics.
     pub fn outcome(&self) -> Outcome {
         match self {
-            ExchangeError::InvalidRequest(_) => Outcome::InvalidRequest,
+            ExchangeError::InvalidRequest(_) | ExchangeError::OctoStsQuery(_) => {
+                Outcome::InvalidRequest
+            }
             ExchangeError::MissingToken => Outcome::MissingToken,
             ExchangeError::InvalidToken(VerifyError::KeysUnavailable { .. }) => {
                 Outcome::KeysUnavailable
@@ -126,6 +134,10 @@ pub struct ExchangeRequest {
     pub client_addr: Option<String>,
     /// The `User-Agent`, if any.
     pub user_agent: Option<String>,
+    /// For octo-sts's `/sts/exchange` only: the repositories its `scope` and
+    /// `scopes` named (each must be the broker's), or why its query is
+    /// malformed. `None` for `POST /v1/brokers/{name}/token`.
+    pub octo_sts_scopes: Option<Result<Vec<String>, OctoStsError>>,
 }
 
 impl std::fmt::Debug for ExchangeRequest {
@@ -140,6 +152,7 @@ impl std::fmt::Debug for ExchangeRequest {
             .field("body_is_empty", &self.body_is_empty)
             .field("client_addr", &self.client_addr)
             .field("user_agent", &self.user_agent)
+            .field("octo_sts_scopes", &self.octo_sts_scopes)
             .finish()
     }
 }
@@ -362,6 +375,11 @@ impl Service {
         record: &mut AuditRecord,
     ) -> Result<(Arc<Broker>, crate::github::MintedToken), ExchangeError> {
         // 1. Request shape.
+        let octo_sts_scopes = match &req.octo_sts_scopes {
+            None => None,
+            Some(Ok(scopes)) => Some(scopes.as_slice()),
+            Some(Err(e)) => return Err(e.clone().into()),
+        };
         if !is_valid_name(&req.broker) {
             return Err(ExchangeError::InvalidRequest(
                 "broker name must be 1 to 64 characters from A-Z, a-z, 0-9, '_', '.', '-'".into(),
@@ -387,7 +405,7 @@ impl Service {
         fill_claims(record, claims.issuer_name(), claims.as_map());
 
         // 3. Authorize.
-        let broker = self.authorize(&req.broker, &claims)?;
+        let broker = self.authorize(&req.broker, octo_sts_scopes, &claims)?;
 
         // 4. Single use: after the policy, before minting.
         self.claim_single_use(&claims, now).await?;
@@ -408,7 +426,12 @@ impl Service {
         Ok((broker, minted))
     }
 
-    fn authorize(&self, name: &str, claims: &VerifiedClaims) -> Result<Arc<Broker>, ExchangeError> {
+    fn authorize(
+        &self,
+        name: &str,
+        octo_sts_scopes: Option<&[String]>,
+        claims: &VerifiedClaims,
+    ) -> Result<Arc<Broker>, ExchangeError> {
         let broker = self
             .config
             .brokers
@@ -416,6 +439,20 @@ impl Service {
             .ok_or_else(|| ExchangeError::AccessDenied {
                 reason: format!("unknown broker {name:?}"),
             })?;
+        // octo-sts names the repository too; it must be this broker's, exactly.
+        let repository = broker.full_repository();
+        if let Some(other) = octo_sts_scopes
+            .unwrap_or_default()
+            .iter()
+            .find(|scope| **scope != repository)
+        {
+            return Err(ExchangeError::AccessDenied {
+                reason: format!(
+                    "octo-sts scope {:?} is not broker {name:?}'s repository {repository:?}",
+                    printable(other, 256)
+                ),
+            });
+        }
         if broker.issuer != claims.issuer_name() {
             return Err(ExchangeError::AccessDenied {
                 reason: format!(
@@ -635,6 +672,7 @@ mod tests {
             body_is_empty: true,
             client_addr: None,
             user_agent: None,
+            octo_sts_scopes: None,
         };
         let debug = format!("{req:?}");
         assert!(

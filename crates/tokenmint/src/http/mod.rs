@@ -3,6 +3,8 @@
 //! # Endpoints
 //!
 //! - `POST /v1/brokers/{name}/token`: exchange (see [`crate::exchange`]).
+//! - `GET|POST /sts/exchange?scope=OWNER/REPO&identity=NAME`: the same
+//!   exchange for octo-sts/action (see [`crate::octo_sts`]); `scopes=` too.
 //! - `GET /healthz`: the process is up.
 //! - `GET /readyz`: config is loaded and the audit store answers.
 //! - `POST /`: the AWS STS Query protocol (see [`crate::sts`]), only when the
@@ -41,7 +43,9 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// that decides HTTP statuses for errors.
 pub fn error_status(err: &ExchangeError) -> (StatusCode, &'static str) {
     match err {
-        ExchangeError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+        ExchangeError::InvalidRequest(_) | ExchangeError::OctoStsQuery(_) => {
+            (StatusCode::BAD_REQUEST, "invalid_request")
+        }
         ExchangeError::MissingToken => (StatusCode::UNAUTHORIZED, "invalid_token"),
         ExchangeError::InvalidToken(VerifyError::KeysUnavailable { .. }) => {
             (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
@@ -100,6 +104,11 @@ pub fn router(service: Arc<Service>) -> Router {
     }
     router = router
         .route("/v1/brokers/{name}/token", post(token))
+        // HEAD would otherwise run the GET handler: a token minted for nobody.
+        .route(
+            "/sts/exchange",
+            get(octo_sts).post(octo_sts).head(method_not_allowed),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz));
     if service.config().server.metrics {
@@ -169,7 +178,37 @@ async fn token(
     State(service): State<Arc<Service>>,
     Extension(RequestId(request_id)): Extension<RequestId>,
     path: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
+    request: axum::extract::Request,
+) -> Response {
+    let broker = match path {
+        Ok(Path(name)) => name,
+        // Undecodable path segments fall through as an invalid name.
+        Err(_) => String::from("\u{fffd}"),
+    };
+    exchange(service, request_id, broker, None, request).await
+}
+
+/// octo-sts/action's `GET /sts/exchange?scope=..&scopes=..&identity=..`
+/// (POST is accepted too): `identity` names the broker, and the exchange
+/// refuses it unless every scope is that broker's repository.
+async fn octo_sts(
+    State(service): State<Arc<Service>>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    request: axum::extract::Request,
+) -> Response {
+    let (broker, scopes) = match crate::octo_sts::parse_query(request.uri().query()) {
+        Ok(query) => (query.identity, Ok(query.scopes)),
+        Err(e) => (String::new(), Err(e)),
+    };
+    exchange(service, request_id, broker, Some(scopes), request).await
+}
+
+/// Runs one exchange for either endpoint and turns its outcome into a response.
+async fn exchange(
+    service: Arc<Service>,
+    request_id: Arc<str>,
+    broker: String,
+    octo_sts_scopes: Option<Result<Vec<String>, crate::octo_sts::OctoStsError>>,
     request: axum::extract::Request,
 ) -> Response {
     let request_id = request_id.to_string();
@@ -177,12 +216,9 @@ async fn token(
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.to_string());
-    let body_is_empty = body_is_empty(&headers, request.into_body()).await;
-    let broker = match path {
-        Ok(Path(name)) => name,
-        // Undecodable path segments fall through as an invalid name.
-        Err(_) => String::from("\u{fffd}"),
-    };
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
+    let body_is_empty = body_is_empty(&headers, body).await;
     let req = ExchangeRequest {
         request_id: request_id.clone(),
         broker,
@@ -196,6 +232,7 @@ async fn token(
         user_agent: headers
             .get(header::USER_AGENT)
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+        octo_sts_scopes,
     };
     // The exchange runs in its own task: a client that disconnects must not
     // cancel it half-way (after minting, before auditing or revoking).
@@ -351,7 +388,7 @@ async fn not_found(Extension(RequestId(request_id)): Extension<RequestId>) -> Re
     json_error(
         StatusCode::NOT_FOUND,
         "not_found",
-        "no such endpoint; tokens are minted by POST /v1/brokers/{name}/token".to_owned(),
+        "no such endpoint; tokens are minted by POST /v1/brokers/{name}/token (or, for octo-sts clients, GET /sts/exchange)".to_owned(),
         &request_id,
     )
 }
@@ -360,7 +397,7 @@ async fn method_not_allowed(Extension(RequestId(request_id)): Extension<RequestI
     json_error(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
-        "method not allowed; use POST for /v1/brokers/{name}/token and GET for /healthz, /readyz and /metrics".to_owned(),
+        "method not allowed; use POST for /v1/brokers/{name}/token, GET or POST for /sts/exchange, and GET for /healthz, /readyz and /metrics".to_owned(),
         &request_id,
     )
 }

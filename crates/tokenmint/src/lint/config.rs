@@ -1,18 +1,39 @@
-//! Linting tokenmint configs: reads `[[broker]]` entries (nothing else, so no App key is needed), runs the shared rules and the config-only ones.
+//! Linting tokenmint configs: reads `[[broker]]` entries (nothing else, so no App key is needed), runs the shared rules and the config-only ones, and lints the IAM document of each broker that uses `trust_policy_file`.
 
 use super::model::{self, ClaimCond, Kind};
 use super::{finding, Finding, LintError, Location};
 use crate::github::{Level, Permissions};
 use crate::policy::{Condition, TrustPolicy};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// What the linter needs of one `[[broker]]`.
 struct LintBroker {
     name: String,
     issuer: String,
     permissions: Permissions,
-    policy: TrustPolicy,
+    /// `[broker.claims]`, or the IAM document named by `trust_policy_file`.
+    policy: LintPolicy,
+}
+
+/// A broker's trust policy, as the linter reads it.
+enum LintPolicy {
+    /// `[broker.claims]`, compiled as the server compiles it.
+    Claims(TrustPolicy),
+    /// `trust_policy_file`, resolved against the config's directory (as the
+    /// server resolves it); linted by the IAM rules.
+    Iam(PathBuf),
+}
+
+impl LintBroker {
+    /// The claim conditions, for rules that read them (none for an IAM
+    /// document: its statements are linted by [`super::iam`]).
+    fn claims(&self) -> Option<&TrustPolicy> {
+        match &self.policy {
+            LintPolicy::Claims(policy) => Some(policy),
+            LintPolicy::Iam(_) => None,
+        }
+    }
 }
 
 /// Lints the brokers in config `text`.
@@ -21,14 +42,15 @@ pub(super) fn lint(text: &str, path: &Path) -> Result<Vec<Finding>, LintError> {
     let lines = Lines::new(text);
     let mut findings = Vec::new();
     for b in &brokers {
-        let conds = neutral(&b.policy);
         let at = |claim: Option<&str>| Location::Broker {
             broker: b.name.clone(),
             claim: claim.map(str::to_owned),
         };
-        for (id, claim, message, fix) in model::shared_rules(&conds) {
-            let line = lines.claim(&b.name, claim.as_deref());
-            findings.push(finding(id, message, fix, at(claim.as_deref()), line));
+        if let Some(policy) = b.claims() {
+            for (id, claim, message, fix) in model::shared_rules(&neutral(policy)) {
+                let line = lines.claim(&b.name, claim.as_deref());
+                findings.push(finding(id, message, fix, at(claim.as_deref()), line));
+            }
         }
         if let Some(message) = pull_request_write(b) {
             let line = lines.claim(&b.name, Some("sub"));
@@ -62,6 +84,28 @@ pub(super) fn lint(text: &str, path: &Path) -> Result<Vec<Finding>, LintError> {
     }
     same_claims_rule(&brokers, &lines, &mut findings);
     findings.sort_by(|a, b| a.line.cmp(&b.line).then(a.rule_id.cmp(b.rule_id)));
+    // Then each trust_policy_file, in broker order, with the IAM rules.
+    for b in &brokers {
+        let LintPolicy::Iam(file) = &b.policy else {
+            continue;
+        };
+        let text = std::fs::read_to_string(file).map_err(|source| LintError::Read {
+            path: file.clone(),
+            source,
+        })?;
+        for mut f in super::iam::lint(&text, file)? {
+            if let Location::Statement { index, sid, key } = f.location {
+                f.location = Location::BrokerStatement {
+                    broker: b.name.clone(),
+                    index,
+                    sid,
+                    key,
+                };
+            }
+            f.file = Some(file.clone());
+            findings.push(f);
+        }
+    }
     Ok(findings)
 }
 
@@ -96,10 +140,6 @@ fn parse(text: &str, path: &Path) -> Result<Vec<LintBroker>, LintError> {
             .ok_or_else(|| invalid(&entry, "has no string name".to_owned()))?
             .to_owned();
         let entry = format!("[[broker]] {name:?}");
-        // An IAM trust-policy document is linted on its own, with --iam-policy.
-        if raw.contains_key("trust_policy_file") {
-            continue;
-        }
         let issuer = raw
             .get("issuer")
             .and_then(toml::Value::as_str)
@@ -126,18 +166,41 @@ fn parse(text: &str, path: &Path) -> Result<Vec<LintBroker>, LintError> {
         };
         let permissions = Permissions::parse(perms)
             .map_err(|e| invalid(&format!("{entry} permissions"), e.to_string()))?;
-        let claims = match raw.get("claims") {
-            Some(toml::Value::Table(t)) => t.clone(),
-            None => toml::Table::new(),
-            Some(_) => {
+        let policy = match (raw.get("claims"), raw.get("trust_policy_file")) {
+            (None, Some(toml::Value::String(file))) => {
+                // Relative to the config's directory, as the server reads it.
+                let dir = path.parent().unwrap_or_else(|| Path::new(""));
+                LintPolicy::Iam(dir.join(file))
+            }
+            (None, Some(_)) => {
                 return Err(invalid(
                     &entry,
-                    "[broker.claims] must be a table".to_owned(),
+                    "trust_policy_file must be a string path such as \"trust.json\"".to_owned(),
                 ))
             }
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    &entry,
+                    "set either [broker.claims] or trust_policy_file, not both".to_owned(),
+                ))
+            }
+            (claims, None) => {
+                let claims = match claims {
+                    Some(toml::Value::Table(t)) => t.clone(),
+                    None => toml::Table::new(),
+                    Some(_) => {
+                        return Err(invalid(
+                            &entry,
+                            "[broker.claims] must be a table".to_owned(),
+                        ))
+                    }
+                };
+                LintPolicy::Claims(
+                    TrustPolicy::compile(&claims)
+                        .map_err(|e| invalid(&format!("{entry} [broker.claims]"), e.to_string()))?,
+                )
+            }
         };
-        let policy = TrustPolicy::compile(&claims)
-            .map_err(|e| invalid(&format!("{entry} [broker.claims]"), e.to_string()))?;
         out.push(LintBroker {
             name,
             issuer,
@@ -178,7 +241,7 @@ fn writes(b: &LintBroker) -> Vec<String> {
 }
 
 fn condition<'a>(b: &'a LintBroker, claim: &str) -> Option<&'a Condition> {
-    b.policy
+    b.claims()?
         .conditions()
         .find(|(c, _)| *c == claim)
         .map(|(_, c)| c)
@@ -235,7 +298,8 @@ fn pull_request_subjects(kind: Kind, pattern: &str) -> Vec<String> {
 /// or admits an event that can run fork code with a base-branch `ref`.
 fn event_name_open(b: &LintBroker) -> Option<String> {
     let writes = writes(b);
-    if writes.is_empty() {
+    // An IAM document's conditions are not read here (its statements get the IAM rules).
+    if writes.is_empty() || b.claims().is_none() {
         return None;
     }
     const RISKY: [&str; 3] = ["pull_request_target", "workflow_run", "issue_comment"];
@@ -258,19 +322,23 @@ fn event_name_open(b: &LintBroker) -> Option<String> {
     }
 }
 
-/// `TM007`: brokers of one issuer with identical conditions and different
-/// permissions. Reported on each later broker, naming the first.
+/// `TM007`: brokers of one issuer with identical conditions (or the same
+/// `trust_policy_file`) and different permissions. Reported on each later
+/// broker, naming the first.
 fn same_claims_rule(brokers: &[LintBroker], lines: &Lines<'_>, findings: &mut Vec<super::Finding>) {
     let mut seen: BTreeMap<String, &LintBroker> = BTreeMap::new();
     for b in brokers {
-        let signature = format!(
-            "{}\n{:?}",
-            b.issuer,
-            b.policy
-                .conditions()
-                .map(|(claim, c)| (claim, c.operator(), c.patterns()))
-                .collect::<Vec<_>>()
-        );
+        let signature = match &b.policy {
+            LintPolicy::Claims(policy) => format!(
+                "{}\nclaims {:?}",
+                b.issuer,
+                policy
+                    .conditions()
+                    .map(|(claim, c)| (claim, c.operator(), c.patterns()))
+                    .collect::<Vec<_>>()
+            ),
+            LintPolicy::Iam(file) => format!("{}\nfile {}", b.issuer, file.display()),
+        };
         match seen.get(&signature) {
             Some(first) if perms(first) != perms(b) => findings.push(finding(
                 "TM007",

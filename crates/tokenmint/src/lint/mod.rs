@@ -9,7 +9,8 @@
 //!   patterns) and the rules both sources share (`TM001`–`TM003`, `TM005`,
 //!   `TM006`, `TM008`, `TM009`, `TM012`), with the pattern analysis they use;
 //! - `config`: reads `[[broker]]` entries and the config-only rules (`TM004`,
-//!   `TM007`, `TM010`, `TM011`);
+//!   `TM007`, `TM010`, `TM011`); a broker's `trust_policy_file` goes through
+//!   `iam`, its findings located in that file;
 //! - `iam`: a minimal walk over IAM policy JSON and the IAM-only rules
 //!   (`TM101`–`TM103`);
 //! - `sarif`: the SARIF 2.1.0 rendering for GitHub code scanning.
@@ -289,6 +290,18 @@ pub enum Location {
         /// Condition key as written, or `Principal`.
         key: Option<String>,
     },
+    /// A statement of the IAM trust-policy document a `[[broker]]` names
+    /// with `trust_policy_file` (the finding's [`Finding::file`]).
+    BrokerStatement {
+        /// Broker name.
+        broker: String,
+        /// Index in `Statement`.
+        index: usize,
+        /// Statement `Sid`, if any.
+        sid: Option<String>,
+        /// Condition key as written, or `Principal`.
+        key: Option<String>,
+    },
 }
 
 impl fmt::Display for Location {
@@ -303,6 +316,21 @@ impl fmt::Display for Location {
             }
             Self::Statement { index, sid, key } => {
                 write!(f, "Statement[{index}]")?;
+                if let Some(sid) = sid {
+                    write!(f, " ({sid:?})")?;
+                }
+                if let Some(key) = key {
+                    write!(f, " {key}")?;
+                }
+                Ok(())
+            }
+            Self::BrokerStatement {
+                broker,
+                index,
+                sid,
+                key,
+            } => {
+                write!(f, "broker {broker:?} trust_policy_file Statement[{index}]")?;
                 if let Some(sid) = sid {
                     write!(f, " ({sid:?})")?;
                 }
@@ -330,6 +358,16 @@ pub struct Finding {
     pub location: Location,
     /// 1-based line in the linted file (best effort; 1 if not found).
     pub line: usize,
+    /// The file the finding is in, when it is not the report's own: a
+    /// broker's `trust_policy_file`, resolved against the config's directory.
+    pub file: Option<PathBuf>,
+}
+
+impl Finding {
+    /// The file the finding is in: [`Finding::file`], else the report's.
+    pub fn file_or<'a>(&'a self, report_path: &'a Path) -> &'a Path {
+        self.file.as_deref().unwrap_or(report_path)
+    }
 }
 
 /// What kind of document was linted.
@@ -380,6 +418,14 @@ impl Report {
                     Location::Statement { index, sid, key } => {
                         json!({"statement": index, "sid": sid, "key": key})
                     }
+                    Location::BrokerStatement {
+                        broker,
+                        index,
+                        sid,
+                        key,
+                    } => {
+                        json!({"broker": broker, "statement": index, "sid": sid, "key": key})
+                    }
                 };
                 json!({
                     "rule_id": f.rule_id,
@@ -388,6 +434,7 @@ impl Report {
                     "fix": f.fix,
                     "location": location,
                     "line": f.line,
+                    "file": f.file_or(&self.path).display().to_string(),
                 })
             })
             .collect();
@@ -414,8 +461,13 @@ impl fmt::Display for Report {
         for finding in &self.findings {
             writeln!(
                 f,
-                "{path}:{}: {} {} {}: {}",
-                finding.line, finding.severity, finding.rule_id, finding.location, finding.message
+                "{}:{}: {} {} {}: {}",
+                finding.file_or(&self.path).display(),
+                finding.line,
+                finding.severity,
+                finding.rule_id,
+                finding.location,
+                finding.message
             )?;
             writeln!(f, "    fix: {}", finding.fix)?;
         }
@@ -527,6 +579,7 @@ fn finding(
         fix: fix.unwrap_or_else(|| rule.map_or_else(String::new, |r| r.fix.to_owned())),
         location,
         line,
+        file: None,
     }
 }
 

@@ -39,7 +39,6 @@ pub fn to_sarif(report: &Report) -> Value {
             })
         })
         .collect();
-    let uri = artifact_uri(&report.path.display().to_string());
     let results: Vec<Value> = report
         .findings
         .iter()
@@ -54,7 +53,14 @@ pub fn to_sarif(report: &Report) -> Value {
                     Some(k) => format!("Statement[{index}].{k}"),
                     None => format!("Statement[{index}]"),
                 },
+                Location::BrokerStatement {
+                    broker, index, key, ..
+                } => match key {
+                    Some(k) => format!("broker.{broker}.trust_policy_file.Statement[{index}].{k}"),
+                    None => format!("broker.{broker}.trust_policy_file.Statement[{index}]"),
+                },
             };
+            let uri = artifact_uri(&f.file_or(&report.path).display().to_string());
             let fingerprint = hex::encode(Sha256::digest(
                 format!("{}\n{}\n{}", f.rule_id, logical, f.message).as_bytes(),
             ));

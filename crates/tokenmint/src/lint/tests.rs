@@ -75,10 +75,15 @@ fn rule_ids_are_unique_documented_and_well_formed() {
     for r in RULES {
         assert!(seen.insert(r.id), "duplicate {}", r.id);
         assert!(r.id.starts_with("TM") && r.id.len() == 5, "{}", r.id);
+        let applies = match r.applies {
+            Applies::Config => "config",
+            Applies::Iam => "IAM",
+            Applies::Both => "both",
+        };
+        let row = format!("| `{}` | {} | {applies} |", r.id, r.severity);
         assert!(
-            readme.contains(&format!("| `{}` |", r.id)),
-            "README's rule table lacks {}",
-            r.id
+            readme.contains(&row),
+            "README's rule table lacks the row {row:?}"
         );
         assert!(!r.summary.is_empty() && !r.description.is_empty() && !r.fix.is_empty());
     }
@@ -645,33 +650,122 @@ fn sarif_has_what_code_scanning_requires() {
         .any(|r| r["ruleId"] == "TM001" && r["level"] == "error"));
 }
 
-#[test]
-fn brokers_with_an_iam_trust_policy_file_are_left_to_iam_linting() {
-    let text = r#"
-[[broker]]
-name = "iam"
-issuer = "gh"
-repository = "acme/widgets"
-permissions = { contents = "read" }
-trust_policy_file = "trust.json"
+// ------------------------------------------------------ brokers with trust_policy_file
 
-[[broker]]
-name = "claims"
-issuer = "gh"
-repository = "acme/widgets"
-permissions = { contents = "read" }
-[broker.claims]
-repository_id = "1"
-repository_owner_id = "2"
-runner_environment = "github-hosted"
-"#;
-    let report = super::lint_config_text(text, std::path::Path::new("t.toml")).unwrap();
-    assert!(
-        report
-            .findings
-            .iter()
-            .all(|f| !format!("{f:?}").contains("\"iam\"")),
-        "{:?}",
-        report.findings
+/// A config in a temporary directory whose brokers use `trust_policy_file`s
+/// written next to it.
+fn iam_broker_config(files: &[(&str, String)], brokers: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let path = dir.path().join("tokenmint.toml");
+    std::fs::write(&path, format!("{}{brokers}", config(&[]))).unwrap();
+    (dir, path)
+}
+
+fn iam_broker(name: &str, permissions: &str, file: &str) -> String {
+    format!(
+        "[[broker]]\nname = \"{name}\"\nissuer = \"gh\"\nrepository = \"acme/app\"\npermissions = {{ {permissions} }}\ntrust_policy_file = \"{file}\"\n"
+    )
+}
+
+#[test]
+fn a_brokers_trust_policy_file_gets_the_iam_rules() {
+    // No aud, ForAllValues, a crossing sub wildcard: what --iam-policy finds.
+    let risky = iam(
+        FEDERATED,
+        r#"{"StringLike": {"token.actions.githubusercontent.com:sub": "repo:*"},
+            "ForAllValues:StringEquals": {"token.actions.githubusercontent.com:repository_id": "1"}}"#,
     );
+    let (_dir, path) = iam_broker_config(
+        &[("risky.json", risky.clone())],
+        &iam_broker("deploy", r#"contents = "read""#, "risky.json"),
+    );
+    let report = lint_config_file(&path).unwrap();
+    let direct = lint_iam_text(&risky, Path::new("risky.json")).unwrap();
+    assert_eq!(ids(&report), ids(&direct), "{report}");
+    for id in ["TM001", "TM101", "TM102"] {
+        assert!(has(&report, id), "{id}: {report}");
+    }
+    assert!(report.fails(Severity::High));
+    let trust = path.parent().unwrap().join("risky.json");
+    for f in &report.findings {
+        // Located in the trust policy file, at its lines, under the broker.
+        assert_eq!(f.file.as_deref(), Some(trust.as_path()), "{f:?}");
+        assert!(
+            matches!(&f.location, Location::BrokerStatement { broker, index: 0, .. } if broker == "deploy"),
+            "{f:?}"
+        );
+    }
+    let tm001 = report
+        .findings
+        .iter()
+        .find(|f| f.rule_id == "TM001")
+        .unwrap();
+    let sub_line = risky
+        .lines()
+        .position(|l| l.contains(":sub"))
+        .map(|i| i + 1)
+        .unwrap();
+    assert_eq!(tm001.line, sub_line);
+    let text = report.to_string();
+    assert!(
+        text.contains(&format!(
+            "{}:{sub_line}: high TM001 broker \"deploy\" trust_policy_file Statement[0]",
+            trust.display()
+        )),
+        "{text}"
+    );
+    let json = report.to_json();
+    assert_eq!(
+        json["findings"][0]["file"],
+        trust.display().to_string(),
+        "{json}"
+    );
+    assert_eq!(json["findings"][0]["location"]["broker"], "deploy");
+    let sarif = to_sarif(&report);
+    let uri = sarif["runs"][0]["results"][0]["locations"][0]["physicalLocation"]
+        ["artifactLocation"]["uri"]
+        .as_str()
+        .unwrap();
+    assert!(uri.ends_with("/risky.json"), "{uri}");
+}
+
+#[test]
+fn a_clean_trust_policy_file_passes_and_config_rules_still_apply() {
+    let clean = iam(FEDERATED, &clean_iam_condition());
+    let (_dir, path) = iam_broker_config(
+        &[("trust.json", clean)],
+        &format!(
+            "{}{}",
+            iam_broker("deploy", r#"contents = "read""#, "trust.json"),
+            iam_broker("admin", r#"administration = "write""#, "trust.json")
+        ),
+    );
+    let report = lint_config_file(&path).unwrap();
+    // The document is clean; TM010 (broad permission) and TM007 (same
+    // policy, different permissions) are about the brokers.
+    assert_eq!(ids(&report), BTreeSet::from(["TM007", "TM010"]), "{report}");
+    assert!(report.findings.iter().all(|f| f.file.is_none()));
+}
+
+#[test]
+fn an_unreadable_or_invalid_trust_policy_file_is_an_error() {
+    let (_dir, path) = iam_broker_config(
+        &[("bad.json", "{not json".to_owned())],
+        &iam_broker("deploy", r#"contents = "read""#, "missing.json"),
+    );
+    assert!(matches!(
+        lint_config_file(&path),
+        Err(LintError::Read { path, .. }) if path.ends_with("missing.json")
+    ));
+    let (_dir, path) = iam_broker_config(
+        &[("bad.json", "{not json".to_owned())],
+        &iam_broker("deploy", r#"contents = "read""#, "bad.json"),
+    );
+    assert!(matches!(
+        lint_config_file(&path),
+        Err(LintError::Syntax { path, .. }) if path.ends_with("bad.json")
+    ));
 }
