@@ -119,6 +119,15 @@ pub enum Fault {
     OmitExpiration,
     /// Leave `permissions` out.
     OmitPermissions,
+    /// Answer every API call the way GitHub answers an exhausted rate limit:
+    /// 403 with `x-ratelimit-remaining: 0`, `x-ratelimit-reset` this far in
+    /// the future and, when set, `retry-after`.
+    RateLimited {
+        /// Time from the answer until `x-ratelimit-reset`.
+        reset_in: Duration,
+        /// The `retry-after` to send, if any.
+        retry_after: Option<Duration>,
+    },
 }
 
 /// One request the stand-in received, for assertions.
@@ -407,7 +416,8 @@ async fn not_found() -> Response {
     gh_error(StatusCode::NOT_FOUND, "Not Found")
 }
 
-/// Records every request (except the banner) with its body.
+/// Records every request (except the banner) with its body, and gives its
+/// answer GitHub's rate-limit headers.
 async fn observe(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, MAX_REQUEST_BYTES).await else {
@@ -420,7 +430,16 @@ async fn observe(State(shared): State<Arc<Shared>>, request: Request, next: Next
             body: serde_json::from_slice(&bytes).ok(),
             bearer: bearer(&parts.headers).map(str::to_owned),
         };
-        shared.lock().requests.push(recorded);
+        let calls = {
+            let mut state = shared.lock();
+            state.requests.push(recorded);
+            state.requests.len()
+        };
+        let mut response = next
+            .run(Request::from_parts(parts, Body::from(bytes)))
+            .await;
+        add_rate_limit_headers(&mut response, calls);
+        return response;
     }
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await
@@ -457,6 +476,10 @@ async fn gate(State(shared): State<Arc<Shared>>, request: Request, next: Next) -
                     .into_response(),
             )),
             Fault::Delay(delay) => Some(Interference::Delay(*delay)),
+            Fault::RateLimited {
+                reset_in,
+                retry_after,
+            } => Some(Interference::Answer(rate_limited(*reset_in, *retry_after))),
             Fault::Redirect(location) => Some(Interference::Answer(
                 (
                     StatusCode::TEMPORARY_REDIRECT,
@@ -499,6 +522,47 @@ async fn gate(State(shared): State<Arc<Shared>>, request: Request, next: Next) -
         }
         None => next.run(request).await,
     }
+}
+
+/// GitHub's primary rate limit for an App installation, as the stand-in reports it.
+const RATE_LIMIT: usize = 5000;
+
+/// GitHub's answer to a call over its rate limit.
+fn rate_limited(reset_in: Duration, retry_after: Option<Duration>) -> Response {
+    let reset = wall_clock_now().unix_timestamp()
+        + i64::try_from(reset_in.as_secs()).unwrap_or(i64::MAX / 2);
+    let mut response = gh_error(
+        StatusCode::FORBIDDEN,
+        "API rate limit exceeded for installation (injected fault)",
+    );
+    let headers = response.headers_mut();
+    headers.insert("x-ratelimit-limit", HeaderValue::from(RATE_LIMIT));
+    headers.insert("x-ratelimit-remaining", HeaderValue::from(0u32));
+    headers.insert("x-ratelimit-used", HeaderValue::from(RATE_LIMIT));
+    headers.insert("x-ratelimit-reset", HeaderValue::from(reset));
+    if let Some(wait) = retry_after {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(wait.as_secs()));
+    }
+    response
+}
+
+/// Adds GitHub's rate-limit headers to an answer that has none: the
+/// remaining count goes down by one per call (from 4999 after the first),
+/// wrapping before it would reach 0, and the window resets in an hour.
+fn add_rate_limit_headers(response: &mut Response, calls: usize) {
+    let headers = response.headers_mut();
+    if headers.contains_key("x-ratelimit-remaining") {
+        return;
+    }
+    let used = calls % RATE_LIMIT;
+    let reset = wall_clock_now().unix_timestamp() + 3600;
+    headers.insert("x-ratelimit-limit", HeaderValue::from(RATE_LIMIT));
+    headers.insert(
+        "x-ratelimit-remaining",
+        HeaderValue::from(RATE_LIMIT - used),
+    );
+    headers.insert("x-ratelimit-used", HeaderValue::from(used));
+    headers.insert("x-ratelimit-reset", HeaderValue::from(reset));
 }
 
 fn fault_status(status: u16) -> Response {
