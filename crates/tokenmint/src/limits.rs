@@ -17,7 +17,7 @@
 //! its keyed store (`dashmap`) has no bound on the number of keys, only a
 //! `retain_recent` sweep the caller must schedule. Bounding memory and taking
 //! `now` as a plain value would mean wrapping most of it. The GCRA itself is
-//! [`Quota::check`], a dozen lines.
+//! `Quota::check`, a dozen lines.
 //!
 //! # What is limited
 //!

@@ -394,7 +394,7 @@ impl Service {
         let tick = ticks(now);
         self.limiter
             .check_subject(claims.issuer_name(), claims.sub(), tick)
-            .map_err(|l| rate_limited(l, &claims, &broker_label(&req.broker)))?;
+            .map_err(|l| rate_limited(l, &claims, &req.broker))?;
 
         // 3. Authorize, then the broker's rate limit.
         let broker = self.authorize(&req.broker, &claims)?;
@@ -492,12 +492,8 @@ impl Service {
     }
 }
 
-/// The broker name from the request, cut for a message.
-fn broker_label(name: &str) -> String {
-    printable(name, 64)
-}
-
 /// A limiter refusal as an exchange error whose reason names the limit.
+/// `broker` is a checked broker name (step 1).
 fn rate_limited(limited: Limited, claims: &VerifiedClaims, broker: &str) -> ExchangeError {
     let reason = match limited.scope {
         Scope::Subject => format!(

@@ -10,7 +10,7 @@
 //! lookup and mint calls are in flight at once; a call that finds no free
 //! slot within `max_queue_wait` fails with [`GithubError::Busy`]. And every
 //! response's rate-limit headers (`x-ratelimit-remaining`,
-//! `x-ratelimit-reset`, `retry-after`, read by [`parse_rate_limit_headers`])
+//! `x-ratelimit-reset`, `retry-after`, read by `parse_rate_limit_headers`)
 //! are tracked in two atomics: while GitHub is limiting the App (remaining 0
 //! until the reset, a `retry-after` window, or a 429), lookup and mint calls
 //! fail at once with [`GithubError::Throttled`] instead of reaching GitHub.
@@ -436,8 +436,8 @@ impl RateLimitState {
         if let Some(remaining) = seen.remaining {
             self.remaining.store(remaining, Ordering::Relaxed);
         }
-        let secs = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        let cap = now.saturating_add(secs(MAX_THROTTLE));
+        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let cap = now.saturating_add(nanos(MAX_THROTTLE));
         let mut until = seen
             .retry_after
             .map(|s| now.saturating_add(s.saturating_mul(1_000_000_000)));
@@ -446,10 +446,10 @@ impl RateLimitState {
                 .reset
                 .map(|s| s.saturating_mul(1_000_000_000))
                 .filter(|&reset| reset > now)
-                .unwrap_or_else(|| now.saturating_add(secs(DEFAULT_THROTTLE)));
+                .unwrap_or_else(|| now.saturating_add(nanos(DEFAULT_THROTTLE)));
             until = until.max(Some(reset));
         } else if status == 429 && until.is_none() {
-            until = Some(now.saturating_add(secs(DEFAULT_THROTTLE)));
+            until = Some(now.saturating_add(nanos(DEFAULT_THROTTLE)));
         }
         if let Some(until) = until {
             self.blocked_until
