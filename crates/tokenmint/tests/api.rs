@@ -952,3 +952,23 @@ async fn a_rate_limited_request_does_not_use_up_a_single_use_token() {
     let (status, body, _) = h.post("widgets-read", Some(&second), None).await;
     assert_eq!(status, 200, "{body}");
 }
+
+#[tokio::test]
+async fn while_github_rate_limits_the_app_single_use_tokens_are_not_used_up() {
+    let h = Harness::single_use().await;
+    h.github.set_fault(Fault::RateLimited {
+        reset_in: std::time::Duration::from_secs(30),
+        retry_after: None,
+    });
+    let first = h.token(json!({"jti": "job-1"}));
+    let (status, body, _) = h.post("widgets-read", Some(&first), None).await;
+    assert_error(status, &body, 503, "upstream_rate_limited");
+    h.github.set_fault(Fault::None);
+    // Refused before its jti is claimed, so it can be retried after the reset.
+    let second = h.token(json!({"jti": "job-2"}));
+    let (status, body, _) = h.post("widgets-read", Some(&second), None).await;
+    assert_error(status, &body, 503, "upstream_rate_limited");
+    h.advance(32);
+    let (status, body, _) = h.post("widgets-read", Some(&second), None).await;
+    assert_eq!(status, 200, "{body}");
+}

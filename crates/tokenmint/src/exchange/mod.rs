@@ -14,7 +14,8 @@
 //!    (429 `rate_limited`): only requests its policy allows draw on it, so
 //!    outsiders cannot use up a broker's budget. Both limits come before
 //!    step 4, so a rate-limited request does not use up a single-use token,
-//!    and before minting, so it costs GitHub nothing.
+//!    and before minting, so it costs GitHub nothing. So does the check that
+//!    GitHub is not rate-limiting the App (503 `upstream_rate_limited`).
 //! 4. Replay protection, for issuers with `single_use = true`: the token's
 //!    `jti` is claimed in the audit store ([`AuditLog::claim_jti`]). A token
 //!    without a usable `jti`, or whose `jti` was already claimed, is refused
@@ -26,8 +27,9 @@
 //!    OIDC token.
 //! 5. Minting, with the broker's fixed repository and permissions (502 when
 //!    GitHub refuses or fails; 503 `upstream_busy` when every GitHub call
-//!    slot stays taken for the queue wait; 503 `upstream_rate_limited`,
-//!    without calling GitHub, while GitHub's rate-limit headers say to hold off).
+//!    slot stays taken for the queue wait; 503 `upstream_rate_limited` when
+//!    GitHub answers with a rate limit, and from then on, without calling
+//!    GitHub, until its rate-limit headers say the window is over).
 //! 6. The audit row. Every outcome writes one; if an *allow* row cannot be
 //!    written, the minted token is revoked and the caller gets 503: no token
 //!    leaves without its audit record.
@@ -401,6 +403,11 @@ impl Service {
         self.limiter
             .check_broker(&broker.name, tick)
             .map_err(|l| rate_limited(l, &claims, &broker.name))?;
+        // While GitHub is rate-limiting the App, minting would be refused
+        // anyway: say so now, before a single-use token is used up.
+        if let Some(retry_after) = self.github.throttled_for(now) {
+            return Err(ExchangeError::UpstreamRateLimited { retry_after });
+        }
 
         // 4. Single use: after the policy, before minting.
         self.claim_single_use(&claims, now).await?;
