@@ -141,6 +141,12 @@ api_url = "{github_url}"
 app_id = "1"
 private_key_file = "app.pem"
 
+# Every bench token has the same sub and broker: lift the exchange rate limits
+# so they measure throughput, not the limiter's defaults (10/s per subject).
+[limits]
+per_broker = {{ rate_per_second = 1000000, burst = 1000000 }}
+per_subject = {{ rate_per_second = 1000000, burst = 1000000 }}
+
 [[issuer]]
 name = "bench"
 url = "{issuer_url}"

@@ -14,6 +14,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Responses are refused past this size.
 const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+/// The longest `Retry-After` the one retry waits for; a longer one fails at once.
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(10);
 
 /// Why the client failed. Messages never include a token.
 #[derive(Debug, thiserror::Error)]
@@ -178,8 +180,10 @@ pub async fn fetch_id_token(
 }
 
 /// Calls `POST {base}/v1/brokers/{broker}/token` with `id_token`, with an
-/// empty body. Retries once on a connection failure or 503 (no token was
-/// minted in either case); never on other errors.
+/// empty body. Retries once on a connection failure, a 503 or a 429 (no
+/// token was minted in any of them, and a rate-limited single-use token is
+/// not used up), after the server's `Retry-After` when it is at most 10 s;
+/// never on other errors.
 pub async fn call_broker(
     base: &Url,
     broker: &str,
@@ -220,9 +224,11 @@ pub async fn call_broker(
             }
         };
         let status = resp.status();
-        if status == reqwest::StatusCode::SERVICE_UNAVAILABLE && attempt == 1 {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            continue;
+        if attempt == 1 {
+            if let Some(wait) = retry_wait(status, resp.headers()) {
+                tokio::time::sleep(wait).await;
+                continue;
+            }
         }
         let body = read_capped(resp)
             .await
@@ -245,6 +251,26 @@ pub async fn call_broker(
             request_id: err.request_id,
         });
     }
+}
+
+/// How long to wait before retrying an answer with `status`, if it is worth
+/// one retry: a 503 (1 s unless `Retry-After` says otherwise) or a 429 with a
+/// `Retry-After`; either only when the wait is at most [`MAX_RETRY_WAIT`].
+fn retry_wait(
+    status: reqwest::StatusCode,
+    headers: &reqwest::header::HeaderMap,
+) -> Option<Duration> {
+    let advertised = headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let wait = match status {
+        reqwest::StatusCode::SERVICE_UNAVAILABLE => advertised.unwrap_or(Duration::from_secs(1)),
+        reqwest::StatusCode::TOO_MANY_REQUESTS => advertised?,
+        _ => return None,
+    };
+    (wait <= MAX_RETRY_WAIT).then_some(wait)
 }
 
 /// Where the token goes.
@@ -302,6 +328,43 @@ pub fn emit(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retries_wait_for_retry_after_within_bounds() {
+        use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
+        use reqwest::StatusCode;
+        let after = |v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(RETRY_AFTER, HeaderValue::from_static(v));
+            h
+        };
+        let none = HeaderMap::new();
+        let secs = Duration::from_secs;
+        assert_eq!(
+            retry_wait(StatusCode::SERVICE_UNAVAILABLE, &none),
+            Some(secs(1))
+        );
+        assert_eq!(
+            retry_wait(StatusCode::SERVICE_UNAVAILABLE, &after("3")),
+            Some(secs(3))
+        );
+        assert_eq!(
+            retry_wait(StatusCode::TOO_MANY_REQUESTS, &after("10")),
+            Some(secs(10))
+        );
+        // Too long a wait, no advice on a 429, or any other status: no retry.
+        assert_eq!(
+            retry_wait(StatusCode::SERVICE_UNAVAILABLE, &after("30")),
+            None
+        );
+        assert_eq!(
+            retry_wait(StatusCode::TOO_MANY_REQUESTS, &after("11")),
+            None
+        );
+        assert_eq!(retry_wait(StatusCode::TOO_MANY_REQUESTS, &none), None);
+        assert_eq!(retry_wait(StatusCode::FORBIDDEN, &after("1")), None);
+        assert_eq!(retry_wait(StatusCode::BAD_GATEWAY, &none), None);
+    }
 
     fn response(token: &str) -> BrokerResponse {
         BrokerResponse {

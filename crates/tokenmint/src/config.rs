@@ -6,6 +6,7 @@
 use crate::github::Permissions;
 use crate::iam::{Effect, IamDecision, IamPolicy, Principal, PrincipalKind, WebIdentityRequest};
 use crate::keys::RsaSigningKey;
+use crate::limits::Quota;
 use crate::oidc::Algorithm;
 use crate::policy::{ConditionOutcome, TrustPolicy};
 use serde::Deserialize;
@@ -60,6 +61,8 @@ struct RawConfig {
     audit: RawAudit,
     github: RawGithub,
     #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
     issuer: Vec<RawIssuer>,
     #[serde(default)]
     broker: Vec<RawBroker>,
@@ -92,6 +95,24 @@ struct RawGithub {
     app_id: String,
     private_key_file: Option<PathBuf>,
     private_key_env: Option<String>,
+    max_concurrent_requests: Option<usize>,
+    max_queue_wait_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    per_broker: Option<RawQuota>,
+    per_subject: Option<RawQuota>,
+    max_subjects: Option<usize>,
+}
+
+/// A rate limit; a missing field takes the default's value.
+#[derive(Debug, Deserialize, Default, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+struct RawQuota {
+    rate_per_second: Option<f64>,
+    burst: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -119,6 +140,7 @@ struct RawBroker {
     repository_id: Option<String>,
     claims: Option<toml::Table>,
     trust_policy_file: Option<PathBuf>,
+    rate_limit: Option<RawQuota>,
 }
 
 // ---------------------------------------------------------- validated shapes
@@ -134,6 +156,8 @@ pub struct Config {
     pub audit: AuditConfig,
     /// `[github]`.
     pub github: GithubConfig,
+    /// `[limits]`.
+    pub limits: LimitsConfig,
     /// `[[issuer]]` entries, in file order.
     pub issuers: Vec<Arc<IssuerConfig>>,
     /// `[[broker]]` entries by name.
@@ -176,6 +200,22 @@ pub struct GithubConfig {
     pub app_id: String,
     /// The App's private key, loaded and parsed.
     pub key: RsaSigningKey,
+    /// GitHub calls in flight at once, across all exchanges.
+    pub max_concurrent_requests: usize,
+    /// How long an exchange waits for a free call slot before it is refused (503).
+    pub max_queue_wait: Duration,
+}
+
+/// `[limits]`: exchange rate limits (see [`crate::limits`]).
+#[derive(Debug, Clone)]
+pub struct LimitsConfig {
+    /// The default per-broker limit; a broker's `rate_limit` overrides it
+    /// (the resolved value is [`Broker::rate_limit`]).
+    pub per_broker: Quota,
+    /// The limit per verified (issuer, `sub`).
+    pub per_subject: Quota,
+    /// At most this many subject buckets are kept in memory.
+    pub max_subjects: usize,
 }
 
 impl fmt::Debug for GithubConfig {
@@ -184,6 +224,8 @@ impl fmt::Debug for GithubConfig {
             .field("api_url", &self.api_url.as_str())
             .field("app_id", &self.app_id)
             .field("key", &self.key)
+            .field("max_concurrent_requests", &self.max_concurrent_requests)
+            .field("max_queue_wait", &self.max_queue_wait)
             .finish()
     }
 }
@@ -229,6 +271,8 @@ pub struct Broker {
     pub permissions: Permissions,
     /// Who may use it.
     pub policy: BrokerPolicy,
+    /// Its rate limit: its own `rate_limit`, else `[limits] per_broker`.
+    pub rate_limit: Quota,
 }
 
 /// A broker's trust policy: tokenmint's own claim conditions, or an AWS IAM
@@ -319,6 +363,23 @@ const DEFAULT_MAX_TOKEN_LIFETIME: u64 = 21_600;
 const DEFAULT_LEEWAY: u64 = 60;
 /// Leeway beyond this defeats expiry; refuse it.
 const MAX_LEEWAY: u64 = 300;
+/// Default per-broker limit: a sustained 100 exchanges/s, bursts of 2000
+/// (every job of a large organisation starting at the top of the hour).
+const DEFAULT_BROKER_RATE: f64 = 100.0;
+const DEFAULT_BROKER_BURST: u32 = 2000;
+/// Default per-subject limit: 10/s sustained, bursts of 300 (a 256-job
+/// matrix of one workflow shares one `sub`).
+const DEFAULT_SUBJECT_RATE: f64 = 10.0;
+const DEFAULT_SUBJECT_BURST: u32 = 300;
+/// Default and highest number of subject buckets kept in memory.
+const DEFAULT_MAX_SUBJECTS: usize = 100_000;
+const MAX_MAX_SUBJECTS: usize = 10_000_000;
+/// Default cap on concurrent GitHub calls, and the highest accepted.
+const DEFAULT_GITHUB_CONCURRENCY: usize = 32;
+const MAX_GITHUB_CONCURRENCY: usize = 4096;
+/// Default wait for a GitHub call slot, and the longest accepted.
+const DEFAULT_GITHUB_QUEUE_WAIT_MS: u64 = 2000;
+const MAX_GITHUB_QUEUE_WAIT_MS: u64 = 30_000;
 
 impl Config {
     /// Reads and validates `path`.
@@ -348,6 +409,7 @@ impl Config {
         let server = v.server(raw.server)?;
         let audit = v.audit(raw.audit)?;
         let github = v.github(raw.github, env)?;
+        let limits = v.limits(&raw.limits)?;
 
         if raw.issuer.is_empty() {
             return Err(v.invalid("[[issuer]]", "no issuers are configured; add an [[issuer]] entry (name, url, audiences) for the CI provider whose tokens you accept"));
@@ -384,7 +446,7 @@ impl Config {
         }
         let mut brokers = BTreeMap::new();
         for raw in raw.broker {
-            let broker = v.broker(raw, &issuer_names)?;
+            let broker = v.broker(raw, &issuer_names, &limits)?;
             let entry = format!("[[broker]] {:?}", broker.name);
             if brokers.contains_key(&broker.name) {
                 return Err(v.invalid(&entry, "duplicate broker name; give each [[broker]] a unique name (deploy two brokers for two scopes)"));
@@ -399,6 +461,7 @@ impl Config {
             server,
             audit,
             github,
+            limits,
             issuers,
             brokers,
             sts,
@@ -516,10 +579,72 @@ impl Validator<'_> {
         };
         let key = RsaSigningKey::from_pem(&pem)
             .map_err(|e| self.invalid(&format!("{entry} private key"), e.to_string()))?;
+        let max_concurrent_requests = raw
+            .max_concurrent_requests
+            .unwrap_or(DEFAULT_GITHUB_CONCURRENCY);
+        if !(1..=MAX_GITHUB_CONCURRENCY).contains(&max_concurrent_requests) {
+            return Err(self.invalid(
+                &format!("{entry} max_concurrent_requests"),
+                format!("{max_concurrent_requests} is out of range; use 1 to {MAX_GITHUB_CONCURRENCY} (default {DEFAULT_GITHUB_CONCURRENCY})"),
+            ));
+        }
+        let max_queue_wait_ms = raw
+            .max_queue_wait_ms
+            .unwrap_or(DEFAULT_GITHUB_QUEUE_WAIT_MS);
+        if !(1..=MAX_GITHUB_QUEUE_WAIT_MS).contains(&max_queue_wait_ms) {
+            return Err(self.invalid(
+                &format!("{entry} max_queue_wait_ms"),
+                format!("{max_queue_wait_ms} is out of range; use 1 to {MAX_GITHUB_QUEUE_WAIT_MS} milliseconds (default {DEFAULT_GITHUB_QUEUE_WAIT_MS})"),
+            ));
+        }
         Ok(GithubConfig {
             api_url,
             app_id,
             key,
+            max_concurrent_requests,
+            max_queue_wait: Duration::from_millis(max_queue_wait_ms),
+        })
+    }
+
+    fn limits(&self, raw: &RawLimits) -> Result<LimitsConfig, ConfigError> {
+        let per_broker = self.quota(
+            "[limits] per_broker",
+            raw.per_broker.unwrap_or_default(),
+            (DEFAULT_BROKER_RATE, DEFAULT_BROKER_BURST),
+        )?;
+        let per_subject = self.quota(
+            "[limits] per_subject",
+            raw.per_subject.unwrap_or_default(),
+            (DEFAULT_SUBJECT_RATE, DEFAULT_SUBJECT_BURST),
+        )?;
+        let max_subjects = raw.max_subjects.unwrap_or(DEFAULT_MAX_SUBJECTS);
+        if !(1..=MAX_MAX_SUBJECTS).contains(&max_subjects) {
+            return Err(self.invalid(
+                "[limits] max_subjects",
+                format!("{max_subjects} is out of range; use 1 to {MAX_MAX_SUBJECTS} (default {DEFAULT_MAX_SUBJECTS})"),
+            ));
+        }
+        Ok(LimitsConfig {
+            per_broker,
+            per_subject,
+            max_subjects,
+        })
+    }
+
+    /// A rate limit, with `defaults` (rate, burst) for missing fields.
+    fn quota(
+        &self,
+        entry: &str,
+        raw: RawQuota,
+        defaults: (f64, u32),
+    ) -> Result<Quota, ConfigError> {
+        let rate = raw.rate_per_second.unwrap_or(defaults.0);
+        let burst = raw.burst.unwrap_or(defaults.1);
+        Quota::new(rate, burst).map_err(|e| {
+            self.invalid(
+                entry,
+                format!("rate_per_second = {rate}, burst = {burst} is not a valid limit: {e}"),
+            )
         })
     }
 
@@ -582,6 +707,7 @@ impl Validator<'_> {
         &self,
         raw: RawBroker,
         issuers: &BTreeMap<String, String>,
+        limits: &LimitsConfig,
     ) -> Result<Broker, ConfigError> {
         let entry = format!("[[broker]] {:?}", raw.name);
         check_name(&raw.name).map_err(|m| self.invalid(&entry, m))?;
@@ -625,6 +751,17 @@ impl Validator<'_> {
                 return Err(self.invalid(&entry, "no trust policy: add [broker.claims] conditions (deny by default; e.g. repository_id = \"...\") or trust_policy_file = \"trust.json\""))
             }
         };
+        let rate_limit = match raw.rate_limit {
+            None => limits.per_broker,
+            Some(own) => self.quota(
+                &format!("{entry} rate_limit"),
+                own,
+                (
+                    limits.per_broker.rate_per_second(),
+                    limits.per_broker.burst(),
+                ),
+            )?,
+        };
         Ok(Broker {
             name: raw.name,
             issuer: raw.issuer,
@@ -633,6 +770,7 @@ impl Validator<'_> {
             repository_id,
             permissions,
             policy,
+            rate_limit,
         })
     }
 

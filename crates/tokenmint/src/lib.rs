@@ -12,6 +12,7 @@
 //! - [`lint`]: `policy lint`, stable-ID findings for risky trust policies in configs and AWS IAM trust-policy JSON, as text, JSON or SARIF.
 //! - [`github`]: the GitHub App client (App JWT, installation lookup, mint, revoke) and permission vocabulary.
 //! - [`audit`]: the tamper-evident audit log (SQLite by default), its writer, verifier and reader.
+//! - [`limits`]: per-broker and per-subject rate limits (GCRA, time as a parameter, bounded memory).
 //! - [`exchange`]: the one function that runs an exchange: verify, authorize, mint, audit.
 //! - [`octo_sts`]: the query of octo-sts's `/sts/exchange`, mapped onto a broker and its repository.
 //! - [`http`]: the axum router shared by the server and the Lambda, and the one place errors map to statuses.
@@ -34,6 +35,7 @@ pub mod github;
 pub mod http;
 pub mod iam;
 pub mod keys;
+pub mod limits;
 pub mod lint;
 pub mod logging;
 pub mod metrics;

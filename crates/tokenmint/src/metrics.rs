@@ -74,11 +74,17 @@ pub enum Outcome {
     UpstreamError,
     /// The audit store could not record the decision (503).
     AuditUnavailable,
+    /// A per-broker or per-subject rate limit (429).
+    RateLimited,
+    /// Every GitHub call slot stayed taken (503).
+    UpstreamBusy,
+    /// GitHub is rate-limiting the App (503).
+    UpstreamRateLimited,
 }
 
 impl Outcome {
     /// Every outcome, in label order.
-    pub const ALL: [Outcome; 9] = [
+    pub const ALL: [Outcome; 12] = [
         Outcome::Allowed,
         Outcome::InvalidRequest,
         Outcome::MissingToken,
@@ -88,6 +94,9 @@ impl Outcome {
         Outcome::Replayed,
         Outcome::UpstreamError,
         Outcome::AuditUnavailable,
+        Outcome::RateLimited,
+        Outcome::UpstreamBusy,
+        Outcome::UpstreamRateLimited,
     ];
 
     /// The label value.
@@ -102,6 +111,9 @@ impl Outcome {
             Outcome::Replayed => "replayed",
             Outcome::UpstreamError => "upstream_error",
             Outcome::AuditUnavailable => "audit_unavailable",
+            Outcome::RateLimited => "rate_limited",
+            Outcome::UpstreamBusy => "upstream_busy",
+            Outcome::UpstreamRateLimited => "upstream_rate_limited",
         }
     }
 
@@ -119,8 +131,13 @@ impl Outcome {
             | Outcome::MissingToken
             | Outcome::InvalidToken
             | Outcome::Denied
-            | Outcome::Replayed => 1,
-            Outcome::KeysUnavailable | Outcome::UpstreamError | Outcome::AuditUnavailable => 2,
+            | Outcome::Replayed
+            | Outcome::RateLimited => 1,
+            Outcome::KeysUnavailable
+            | Outcome::UpstreamError
+            | Outcome::AuditUnavailable
+            | Outcome::UpstreamBusy
+            | Outcome::UpstreamRateLimited => 2,
         }
     }
 

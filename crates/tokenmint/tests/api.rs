@@ -1140,3 +1140,202 @@ async fn octo_sts_malformed_requests_are_400() {
     assert_eq!(rows.len(), 8);
     assert!(rows.iter().all(|r| r.record.status == 400));
 }
+
+// ---------------------------------------------------------------- rate limits
+
+fn retry_after(headers: &reqwest::header::HeaderMap) -> u64 {
+    headers["retry-after"].to_str().unwrap().parse().unwrap()
+}
+
+const OTHER_SUBJECT: &str = "repo:acme/app:environment:prod";
+
+#[tokio::test]
+async fn a_subject_over_its_burst_gets_429_with_retry_after_and_an_audit_row() {
+    let h = Harness::with_github_config(
+        "",
+        "[limits]\nper_subject = { rate_per_second = 0.5, burst = 2 }\n",
+    )
+    .await;
+    for _ in 0..2 {
+        assert_eq!(h.exchange("widgets-read", json!({})).await.0, 200);
+    }
+    let token = h.token(json!({}));
+    let (status, body, headers) = h.post("widgets-read", Some(&token), None).await;
+    assert_error(status, &body, 429, "rate_limited");
+    // One token every 2 s: the next is due in exactly 2 s.
+    assert_eq!(retry_after(&headers), 2);
+    assert_eq!(
+        h.github.issued_tokens().len(),
+        2,
+        "a limited request mints nothing"
+    );
+
+    let rows = h.rows().await;
+    let last = &rows.last().unwrap().record;
+    assert_eq!(last.decision, Decision::Deny);
+    assert_eq!(last.status, 429);
+    assert_eq!(last.code.as_deref(), Some("rate_limited"));
+    assert!(last.reason.contains("per-subject limit"), "{}", last.reason);
+    assert!(
+        last.reason.contains("repo:acme/app:ref:refs/heads/main"),
+        "{}",
+        last.reason
+    );
+
+    // Another subject has its own bucket.
+    assert_eq!(
+        h.exchange("widgets-read", json!({"sub": OTHER_SUBJECT}))
+            .await
+            .0,
+        200
+    );
+    // And the first one refills with time.
+    h.advance(2);
+    assert_eq!(h.exchange("widgets-read", json!({})).await.0, 200);
+    assert_eq!(h.exchange("widgets-read", json!({})).await.0, 429);
+}
+
+#[tokio::test]
+async fn a_broker_over_its_limit_gets_429_and_other_brokers_do_not() {
+    let h = Harness::with_github_config(
+        "",
+        r#"
+[[broker]]
+name = "limited"
+issuer = "dev"
+repository = "acme/widgets"
+permissions = { contents = "read" }
+rate_limit = { rate_per_second = 0.25, burst = 1 }
+[broker.claims]
+repository_id = "123456789"
+"#,
+    )
+    .await;
+    // A request the policy denies does not draw on the broker's budget.
+    let (status, _) = h.exchange("limited", json!({"repository_id": "666"})).await;
+    assert_eq!(status, 403);
+    assert_eq!(h.exchange("limited", json!({})).await.0, 200);
+    // The limit is the broker's: another subject is refused too.
+    let token = h.token(json!({"sub": OTHER_SUBJECT}));
+    let (status, body, headers) = h.post("limited", Some(&token), None).await;
+    assert_error(status, &body, 429, "rate_limited");
+    assert_eq!(retry_after(&headers), 4);
+    let rows = h.rows().await;
+    let last = &rows.last().unwrap().record;
+    assert_eq!(last.decision, Decision::Deny);
+    assert!(
+        last.reason
+            .contains("broker \"limited\" (per-broker limit)"),
+        "{}",
+        last.reason
+    );
+    // Other brokers keep their own budget.
+    assert_eq!(
+        h.exchange("widgets-read", json!({"sub": OTHER_SUBJECT}))
+            .await
+            .0,
+        200
+    );
+    h.advance(4);
+    assert_eq!(h.exchange("limited", json!({})).await.0, 200);
+}
+
+#[tokio::test]
+async fn while_github_rate_limits_the_app_exchanges_get_503_without_calling_it() {
+    let h = Harness::start().await;
+    assert_eq!(h.exchange("widgets-read", json!({})).await.0, 200);
+    h.github.set_fault(Fault::RateLimited {
+        reset_in: std::time::Duration::from_secs(30),
+        retry_after: None,
+    });
+    // GitHub answers 403 with x-ratelimit-remaining: 0 and a reset in 30 s.
+    let token = h.token(json!({}));
+    let (status, body, headers) = h.post("widgets-read", Some(&token), None).await;
+    assert_error(status, &body, 503, "upstream_rate_limited");
+    assert!((29..=31).contains(&retry_after(&headers)), "{headers:?}");
+    let calls = h.github.call_count();
+
+    // The next exchange is refused without a call, even though GitHub would answer now.
+    h.github.set_fault(Fault::None);
+    let token = h.token(json!({}));
+    let (status, body, headers) = h.post("widgets-read", Some(&token), None).await;
+    assert_error(status, &body, 503, "upstream_rate_limited");
+    assert!((28..=31).contains(&retry_after(&headers)), "{headers:?}");
+    assert_eq!(
+        h.github.call_count(),
+        calls,
+        "GitHub was called while it limits the App"
+    );
+    let rows = h.rows().await;
+    let last = &rows.last().unwrap().record;
+    assert_eq!(last.decision, Decision::Error);
+    assert_eq!(last.code.as_deref(), Some("upstream_rate_limited"));
+
+    // After the reset, exchanges reach GitHub again.
+    h.advance(32);
+    assert_eq!(h.exchange("widgets-read", json!({})).await.0, 200);
+    // The installation is looked up again (the 403 dropped it from the cache), then minted.
+    assert_eq!(h.github.call_count(), calls + 2);
+}
+
+#[tokio::test]
+async fn at_the_github_concurrency_cap_a_waiting_exchange_gets_503() {
+    let h = Arc::new(
+        Harness::with_github_config("max_concurrent_requests = 1\nmax_queue_wait_ms = 100", "")
+            .await,
+    );
+    h.github
+        .set_fault(Fault::Delay(std::time::Duration::from_millis(600)));
+    let first = {
+        let h = h.clone();
+        tokio::spawn(async move { h.exchange("widgets-read", json!({})).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let token = h.token(json!({"sub": OTHER_SUBJECT}));
+    let (status, body, headers) = h.post("widgets-read", Some(&token), None).await;
+    assert_error(status, &body, 503, "upstream_busy");
+    assert_eq!(retry_after(&headers), 1);
+    let (status, body) = first.await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(h.github.issued_tokens().len(), 1);
+    let rows = h.rows().await;
+    assert!(rows
+        .iter()
+        .any(|r| r.record.code.as_deref() == Some("upstream_busy")));
+}
+
+#[tokio::test]
+async fn a_rate_limited_request_does_not_use_up_a_single_use_token() {
+    let h =
+        Harness::single_use_with("[limits]\nper_subject = { rate_per_second = 1, burst = 1 }\n")
+            .await;
+    let first = h.token(json!({"jti": "job-1"}));
+    let second = h.token(json!({"jti": "job-2"}));
+    assert_eq!(h.post("widgets-read", Some(&first), None).await.0, 200);
+    let (status, body, _) = h.post("widgets-read", Some(&second), None).await;
+    assert_error(status, &body, 429, "rate_limited");
+    // Once the bucket refills, the refused token still works: its jti was not claimed.
+    h.advance(1);
+    let (status, body, _) = h.post("widgets-read", Some(&second), None).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn while_github_rate_limits_the_app_single_use_tokens_are_not_used_up() {
+    let h = Harness::single_use().await;
+    h.github.set_fault(Fault::RateLimited {
+        reset_in: std::time::Duration::from_secs(30),
+        retry_after: None,
+    });
+    let first = h.token(json!({"jti": "job-1"}));
+    let (status, body, _) = h.post("widgets-read", Some(&first), None).await;
+    assert_error(status, &body, 503, "upstream_rate_limited");
+    h.github.set_fault(Fault::None);
+    // Refused before its jti is claimed, so it can be retried after the reset.
+    let second = h.token(json!({"jti": "job-2"}));
+    let (status, body, _) = h.post("widgets-read", Some(&second), None).await;
+    assert_error(status, &body, 503, "upstream_rate_limited");
+    h.advance(32);
+    let (status, body, _) = h.post("widgets-read", Some(&second), None).await;
+    assert_eq!(status, 200, "{body}");
+}

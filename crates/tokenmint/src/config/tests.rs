@@ -580,3 +580,85 @@ fn metrics_endpoint_is_on_by_default_and_can_be_turned_off() {
     );
     assert!(err(&bad).contains("metrics"), "{}", err(&bad));
 }
+
+#[test]
+fn limits_default_on_and_parse() {
+    let c = parse(GOOD).unwrap();
+    assert_eq!(c.limits.per_broker, Quota::new(100.0, 2000).unwrap());
+    assert_eq!(c.limits.per_subject, Quota::new(10.0, 300).unwrap());
+    assert_eq!(c.limits.max_subjects, 100_000);
+    assert_eq!(c.brokers["widgets-read"].rate_limit, c.limits.per_broker);
+    assert_eq!(c.github.max_concurrent_requests, 32);
+    assert_eq!(c.github.max_queue_wait, Duration::from_secs(2));
+
+    let text = GOOD
+        .replace(
+            "private_key_env = \"APP_KEY\"\n",
+            "private_key_env = \"APP_KEY\"\nmax_concurrent_requests = 4\nmax_queue_wait_ms = 250\n",
+        )
+        .replace(
+            "[[issuer]]",
+            "[limits]\nper_broker = { rate_per_second = 5, burst = 50 }\nper_subject = { burst = 7 }\nmax_subjects = 10\n\n[[issuer]]",
+        )
+        .replace(
+            "permissions = { contents = \"read\", issues = \"write\" }\n",
+            "permissions = { contents = \"read\", issues = \"write\" }\nrate_limit = { rate_per_second = 0.5 }\n",
+        );
+    let c = parse(&text).unwrap();
+    assert_eq!(c.limits.per_broker, Quota::new(5.0, 50).unwrap());
+    assert_eq!(c.limits.per_subject, Quota::new(10.0, 7).unwrap());
+    assert_eq!(c.limits.max_subjects, 10);
+    // A broker's own limit takes missing fields from [limits] per_broker.
+    assert_eq!(
+        c.brokers["widgets-read"].rate_limit,
+        Quota::new(0.5, 50).unwrap()
+    );
+    assert_eq!(c.github.max_concurrent_requests, 4);
+    assert_eq!(c.github.max_queue_wait, Duration::from_millis(250));
+}
+
+#[test]
+fn zero_or_bad_limits_are_refused_with_clear_messages() {
+    let with_limits =
+        |table: &str| GOOD.replace("[[issuer]]", &format!("[limits]\n{table}\n\n[[issuer]]"));
+    let e = err(&with_limits(
+        "per_subject = { rate_per_second = 0, burst = 5 }",
+    ));
+    assert!(e.contains("[limits] per_subject"), "{e}");
+    assert!(
+        e.contains("rate_per_second must be a positive number"),
+        "{e}"
+    );
+    let e = err(&with_limits(
+        "per_broker = { rate_per_second = 1, burst = 0 }",
+    ));
+    assert!(e.contains("[limits] per_broker"), "{e}");
+    assert!(e.contains("burst must be at least 1"), "{e}");
+    let e = err(&with_limits("per_broker = { rate_per_second = -2.5 }"));
+    assert!(
+        e.contains("rate_per_second must be a positive number"),
+        "{e}"
+    );
+    let e = err(&with_limits("per_subject = { rate_per_second = 5e6 }"));
+    assert!(e.contains("at most"), "{e}");
+    let e = err(&with_limits("max_subjects = 0"));
+    assert!(e.contains("[limits] max_subjects"), "{e}");
+    // Unknown keys and negative bursts are refused by the parser.
+    assert!(err(&with_limits("per_subject = { rate = 1 }")).contains("unknown field"));
+    assert!(parse(&with_limits("per_subject = { burst = -1 }")).is_err());
+
+    let e = err(&GOOD.replace(
+        "permissions = { contents = \"read\", issues = \"write\" }\n",
+        "permissions = { contents = \"read\", issues = \"write\" }\nrate_limit = { burst = 0 }\n",
+    ));
+    assert!(e.contains("[[broker]] \"widgets-read\" rate_limit"), "{e}");
+    assert!(e.contains("burst must be at least 1"), "{e}");
+
+    for bad in ["max_concurrent_requests = 0", "max_queue_wait_ms = 0"] {
+        let e = err(&GOOD.replace(
+            "private_key_env = \"APP_KEY\"\n",
+            &format!("private_key_env = \"APP_KEY\"\n{bad}\n"),
+        ));
+        assert!(e.contains("out of range"), "{bad}: {e}");
+    }
+}

@@ -28,7 +28,6 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -126,6 +125,15 @@ pub enum Fault {
     OmitExpiration,
     /// Leave `permissions` out.
     OmitPermissions,
+    /// Answer every API call the way GitHub answers an exhausted rate limit:
+    /// 403 with `x-ratelimit-remaining: 0`, `x-ratelimit-reset` this far in
+    /// the future and, when set, `retry-after`.
+    RateLimited {
+        /// Time from the answer until `x-ratelimit-reset`.
+        reset_in: Duration,
+        /// The `retry-after` to send, if any.
+        retry_after: Option<Duration>,
+    },
 }
 
 /// One request the stand-in received, for assertions.
@@ -235,8 +243,6 @@ struct Shared {
     installed: Vec<Installed>,
     /// What happened so far, and the current fault.
     state: Mutex<Recorded>,
-    /// API calls left of [`RATE_LIMIT`]; each API call uses one.
-    rate_limit_remaining: AtomicU64,
 }
 
 #[derive(Default)]
@@ -282,7 +288,6 @@ impl Shared {
             public_key,
             installed,
             state: Mutex::new(Recorded::default()),
-            rate_limit_remaining: AtomicU64::new(RATE_LIMIT),
         })
     }
 
@@ -362,11 +367,7 @@ fn build_router(shared: Arc<Shared>) -> Router {
         .route("/app/installations/{id}/access_tokens", post(access_tokens))
         .route("/installation/token", delete(revoke))
         .route("/installation/repositories", get(token_repositories))
-        .route_layer(middleware::from_fn_with_state(shared.clone(), gate))
-        .route_layer(middleware::from_fn_with_state(
-            shared.clone(),
-            rate_limit_headers,
-        ));
+        .route_layer(middleware::from_fn_with_state(shared.clone(), gate));
     Router::new()
         .route("/", get(banner))
         .nest("/api/v3", api.clone())
@@ -422,7 +423,8 @@ async fn not_found() -> Response {
     gh_error(StatusCode::NOT_FOUND, "Not Found")
 }
 
-/// Records every request (except the banner) with its body.
+/// Records every request (except the banner) with its body, and gives its
+/// answer GitHub's rate-limit headers.
 async fn observe(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, MAX_REQUEST_BYTES).await else {
@@ -435,41 +437,19 @@ async fn observe(State(shared): State<Arc<Shared>>, request: Request, next: Next
             body: serde_json::from_slice(&bytes).ok(),
             bearer: bearer(&parts.headers).map(str::to_owned),
         };
-        shared.lock().requests.push(recorded);
+        let calls = {
+            let mut state = shared.lock();
+            state.requests.push(recorded);
+            state.requests.len()
+        };
+        let mut response = next
+            .run(Request::from_parts(parts, Body::from(bytes)))
+            .await;
+        add_rate_limit_headers(&mut response, calls);
+        return response;
     }
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await
-}
-
-/// Sends GitHub's rate-limit headers on every API answer: each call uses
-/// one of [`RATE_LIMIT`], so `x-ratelimit-remaining` goes down by one per
-/// call (and stays at 0). An answer that already carries the headers (a
-/// fault imitating a limit) keeps its own.
-async fn rate_limit_headers(
-    State(shared): State<Arc<Shared>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let remaining = shared
-        .rate_limit_remaining
-        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
-        .map_or(0, |before| before - 1);
-    let mut response = next.run(request).await;
-    let headers = response.headers_mut();
-    if !headers.contains_key("x-ratelimit-remaining") {
-        for (name, value) in [
-            ("x-ratelimit-limit", RATE_LIMIT),
-            ("x-ratelimit-remaining", remaining),
-            ("x-ratelimit-used", RATE_LIMIT - remaining),
-        ] {
-            headers.insert(HeaderName::from_static(name), HeaderValue::from(value));
-        }
-        headers.insert(
-            HeaderName::from_static("x-ratelimit-resource"),
-            HeaderValue::from_static("core"),
-        );
-    }
-    response
 }
 
 /// What a fault does to a call before the handler sees it.
@@ -509,6 +489,10 @@ async fn gate(State(shared): State<Arc<Shared>>, request: Request, next: Next) -
                     .into_response(),
             )),
             Fault::Delay(delay) => Some(Interference::Delay(*delay)),
+            Fault::RateLimited {
+                reset_in,
+                retry_after,
+            } => Some(Interference::Answer(rate_limited(*reset_in, *retry_after))),
             Fault::Redirect(location) => Some(Interference::Answer(
                 (
                     StatusCode::TEMPORARY_REDIRECT,
@@ -551,6 +535,45 @@ async fn gate(State(shared): State<Arc<Shared>>, request: Request, next: Next) -
         }
         None => next.run(request).await,
     }
+}
+
+/// GitHub's answer to a call over its rate limit.
+fn rate_limited(reset_in: Duration, retry_after: Option<Duration>) -> Response {
+    let reset = wall_clock_now().unix_timestamp()
+        + i64::try_from(reset_in.as_secs()).unwrap_or(i64::MAX / 2);
+    let mut response = gh_error(
+        StatusCode::FORBIDDEN,
+        "API rate limit exceeded for installation (injected fault)",
+    );
+    let headers = response.headers_mut();
+    headers.insert("x-ratelimit-limit", HeaderValue::from(RATE_LIMIT));
+    headers.insert("x-ratelimit-remaining", HeaderValue::from(0u32));
+    headers.insert("x-ratelimit-used", HeaderValue::from(RATE_LIMIT));
+    headers.insert("x-ratelimit-reset", HeaderValue::from(reset));
+    if let Some(wait) = retry_after {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(wait.as_secs()));
+    }
+    response
+}
+
+/// Adds GitHub's rate-limit headers to an answer that has none: the
+/// remaining count goes down by one per call (from 4999 after the first),
+/// wrapping before it would reach 0, and the window resets in an hour.
+fn add_rate_limit_headers(response: &mut Response, calls: usize) {
+    let headers = response.headers_mut();
+    if headers.contains_key("x-ratelimit-remaining") {
+        return;
+    }
+    let used = calls as u64 % RATE_LIMIT;
+    let reset = wall_clock_now().unix_timestamp() + 3600;
+    headers.insert("x-ratelimit-limit", HeaderValue::from(RATE_LIMIT));
+    headers.insert(
+        "x-ratelimit-remaining",
+        HeaderValue::from(RATE_LIMIT - used),
+    );
+    headers.insert("x-ratelimit-used", HeaderValue::from(used));
+    headers.insert("x-ratelimit-reset", HeaderValue::from(reset));
+    headers.insert("x-ratelimit-resource", HeaderValue::from_static("core"));
 }
 
 fn fault_status(status: u16) -> Response {

@@ -6,11 +6,18 @@
 //!    `Authorization: Bearer` header (400), or no token at all (401).
 //! 2. The token, by [`crate::oidc::Verifier`] (401; 503 when the issuer's
 //!    keys are unreachable and none are cached).
+//!    Then the per-subject rate limit ([`crate::limits`]), keyed by the
+//!    verified (issuer, `sub`) (429 `rate_limited`).
 //! 3. The broker: it must exist, be the repository an octo-sts request
 //!    named (`scope`/`scopes`, see [`crate::octo_sts`]), accept the token's
 //!    issuer, and its trust policy must allow the claims. Unknown brokers,
 //!    scope mismatches and policy denials are indistinguishable to the
-//!    caller (403).
+//!    caller (403). Then the broker's rate limit
+//!    (429 `rate_limited`): only requests its policy allows draw on it, so
+//!    outsiders cannot use up a broker's budget. Both limits come before
+//!    step 4, so a rate-limited request does not use up a single-use token,
+//!    and before minting, so it costs GitHub nothing. So does the check that
+//!    GitHub is not rate-limiting the App (503 `upstream_rate_limited`).
 //! 4. Replay protection, for issuers with `single_use = true`: the token's
 //!    `jti` is claimed in the audit store ([`AuditLog::claim_jti`]). A token
 //!    without a usable `jti`, or whose `jti` was already claimed, is refused
@@ -21,7 +28,10 @@
 //!    claimed jti stays used even if minting then fails: retry with a fresh
 //!    OIDC token.
 //! 5. Minting, with the broker's fixed repository and permissions (502 when
-//!    GitHub refuses or fails).
+//!    GitHub refuses or fails; 503 `upstream_busy` when every GitHub call
+//!    slot stays taken for the queue wait; 503 `upstream_rate_limited` when
+//!    GitHub answers with a rate limit, and from then on, without calling
+//!    GitHub, until its rate-limit headers say the window is over).
 //! 6. The audit row. Every outcome writes one; if an *allow* row cannot be
 //!    written, the minted token is revoked and the caller gets 503: no token
 //!    leaves without its audit record.
@@ -35,6 +45,7 @@ use crate::github::{
     GithubClient, GithubError, GithubSettings, InstallationToken, MintRequest, Permissions,
 };
 use crate::iam::{IamDecision, WebIdentityRequest};
+use crate::limits::{retry_after_secs, ticks, Limited, Limiter, Scope};
 use crate::metrics::{Metrics, Outcome, Sources as MetricSources};
 use crate::octo_sts::OctoStsError;
 use crate::oidc::{claim_text, Rejection, VerifiedClaims, Verifier, VerifyError};
@@ -96,6 +107,42 @@ pub enum ExchangeError {
     /// The audit store could not record the decision (503).
     #[error("the audit store is unavailable, so no token was issued; retry shortly")]
     AuditUnavailable(#[source] AuditError),
+    /// A per-subject or per-broker rate limit refused the request (429).
+    #[error("{reason}; retry after {} s", retry_after_secs(*retry_after))]
+    RateLimited {
+        /// Which limit, for whom.
+        reason: String,
+        /// When the bucket admits one more request.
+        retry_after: Duration,
+    },
+    /// Every GitHub call slot stayed taken for the queue wait (503).
+    #[error("tokenmint is at its limit of concurrent GitHub calls; retry after {} s", retry_after_secs(*retry_after))]
+    UpstreamBusy {
+        /// A suggested wait.
+        retry_after: Duration,
+    },
+    /// GitHub is rate-limiting the App; it was not called, or it just
+    /// refused with a rate limit (503).
+    #[error("GitHub is rate-limiting this service's GitHub App; retry after {} s", retry_after_secs(*retry_after))]
+    UpstreamRateLimited {
+        /// Until GitHub's window ends.
+        retry_after: Duration,
+    },
+}
+
+/// How long to suggest waiting when every GitHub call slot is taken.
+const UPSTREAM_BUSY_RETRY: Duration = Duration::from_secs(1);
+
+impl ExchangeError {
+    /// The wait to advertise in `Retry-After`, for errors that have one.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::RateLimited { retry_after, .. }
+            | Self::UpstreamBusy { retry_after }
+            | Self::UpstreamRateLimited { retry_after } => Some(*retry_after),
+            _ => None,
+        }
+    }
 }
 
 impl ExchangeError {
@@ -114,6 +161,9 @@ impl ExchangeError {
             ExchangeError::NoJti { .. } | ExchangeError::Replayed { .. } => Outcome::Replayed,
             ExchangeError::Upstream(_) => Outcome::UpstreamError,
             ExchangeError::AuditUnavailable(_) => Outcome::AuditUnavailable,
+            ExchangeError::RateLimited { .. } => Outcome::RateLimited,
+            ExchangeError::UpstreamBusy { .. } => Outcome::UpstreamBusy,
+            ExchangeError::UpstreamRateLimited { .. } => Outcome::UpstreamRateLimited,
         }
     }
 }
@@ -198,6 +248,7 @@ pub struct Service {
     sts: Option<crate::sts::Sts>,
     /// Counters and histograms for `GET /metrics`.
     metrics: Metrics,
+    limiter: Limiter,
 }
 
 impl Service {
@@ -210,6 +261,8 @@ impl Service {
             key: config.github.key.clone(),
             connect_timeout: GITHUB_CONNECT_TIMEOUT,
             request_timeout: GITHUB_REQUEST_TIMEOUT,
+            max_concurrent_requests: config.github.max_concurrent_requests,
+            max_queue_wait: config.github.max_queue_wait,
         })?;
         let verifier = Verifier::new(&config.issuers)?;
         let sts = config.sts.enabled().then(|| match &config.sts.key {
@@ -225,6 +278,14 @@ impl Service {
             caches: verifier.caches(),
             audit_write: audit.commit_latency(),
         });
+        let limiter = Limiter::new(
+            config
+                .brokers
+                .values()
+                .map(|b| (b.name.as_str(), b.rate_limit)),
+            config.limits.per_subject,
+            config.limits.max_subjects,
+        );
         Ok(Self {
             config,
             verifier,
@@ -233,6 +294,7 @@ impl Service {
             clock,
             sts,
             metrics,
+            limiter,
         })
     }
 
@@ -259,6 +321,11 @@ impl Service {
     /// The metrics registry.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// The GitHub client (for its rate-limit view).
+    pub fn github(&self) -> &GithubClient {
+        &self.github
     }
 
     /// The clock requests read `now` from.
@@ -327,7 +394,7 @@ impl Service {
                 if let Err(e) = self.audit.append(record).await {
                     // Fail closed: the token must not outlive a missing record.
                     tracing::error!(error = %e, "audit write failed; revoking the minted token");
-                    if let Err(revoke) = self.github.revoke(&minted.token).await {
+                    if let Err(revoke) = self.github.revoke(&minted.token, now).await {
                         tracing::error!(error = %revoke, "revoking the unaudited token failed; it expires at {}", minted.expires_at);
                     }
                     return Err(ExchangeError::AuditUnavailable(e));
@@ -403,9 +470,21 @@ impl Service {
             }
         };
         fill_claims(record, claims.issuer_name(), claims.as_map());
+        let tick = ticks(now);
+        self.limiter
+            .check_subject(claims.issuer_name(), claims.sub(), tick)
+            .map_err(|l| rate_limited(l, &claims, &req.broker))?;
 
-        // 3. Authorize.
+        // 3. Authorize, then the broker's rate limit.
         let broker = self.authorize(&req.broker, octo_sts_scopes, &claims)?;
+        self.limiter
+            .check_broker(&broker.name, tick)
+            .map_err(|l| rate_limited(l, &claims, &broker.name))?;
+        // While GitHub is rate-limiting the App, minting would be refused
+        // anyway: say so now, before a single-use token is used up.
+        if let Some(retry_after) = self.github.throttled_for(now) {
+            return Err(ExchangeError::UpstreamRateLimited { retry_after });
+        }
 
         // 4. Single use: after the policy, before minting.
         self.claim_single_use(&claims, now).await?;
@@ -422,7 +501,8 @@ impl Service {
                 },
                 now,
             )
-            .await?;
+            .await
+            .map_err(|e| self.upstream_error(e, now))?;
         Ok((broker, minted))
     }
 
@@ -485,6 +565,54 @@ impl Service {
             None => Ok(broker.clone()),
             Some(reason) => Err(ExchangeError::AccessDenied { reason }),
         }
+    }
+}
+
+/// Rate limits and upstream load (steps 2, 3 and 5).
+impl Service {
+    /// Maps a GitHub failure: load and rate-limit refusals become 503s with a
+    /// `Retry-After`, everything else stays an upstream error (502).
+    fn upstream_error(&self, e: GithubError, now: OffsetDateTime) -> ExchangeError {
+        match e {
+            GithubError::Busy { .. } => ExchangeError::UpstreamBusy {
+                retry_after: UPSTREAM_BUSY_RETRY,
+            },
+            GithubError::Throttled { retry_after } => {
+                ExchangeError::UpstreamRateLimited { retry_after }
+            }
+            GithubError::RateLimited { retry_after, .. } => {
+                tracing::warn!(error = %e, "GitHub rate-limited the App; holding off");
+                ExchangeError::UpstreamRateLimited {
+                    retry_after: self
+                        .github
+                        .throttled_for(now)
+                        .or(retry_after)
+                        .unwrap_or(Duration::from_secs(60)),
+                }
+            }
+            other => ExchangeError::Upstream(other),
+        }
+    }
+}
+
+/// A limiter refusal as an exchange error whose reason names the limit.
+/// `broker` is a checked broker name (step 1).
+fn rate_limited(limited: Limited, claims: &VerifiedClaims, broker: &str) -> ExchangeError {
+    let reason = match limited.scope {
+        Scope::Subject => format!(
+            "rate limit exceeded for subject {:?} of issuer {:?} (per-subject limit)",
+            printable(claims.sub(), 256),
+            claims.issuer_name()
+        ),
+        Scope::SubjectTableFull => format!(
+            "rate limit exceeded: too many distinct subjects are active at once to track subject {:?} (per-subject limit, max_subjects)",
+            printable(claims.sub(), 256)
+        ),
+        Scope::Broker => format!("rate limit exceeded for broker {broker:?} (per-broker limit)"),
+    };
+    ExchangeError::RateLimited {
+        reason,
+        retry_after: limited.retry_after,
     }
 }
 

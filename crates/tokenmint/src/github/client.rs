@@ -5,6 +5,17 @@
 //! retried exactly once on a 5xx answer or a connection/timeout failure.
 //! Upstream bodies never reach an error or a log line; neither do the App
 //! key, the App JWT or an installation token.
+//!
+//! Load on GitHub is bounded two ways. At most `max_concurrent_requests`
+//! lookup and mint calls are in flight at once; a call that finds no free
+//! slot within `max_queue_wait` fails with [`GithubError::Busy`]. And every
+//! response's rate-limit headers (`x-ratelimit-remaining`,
+//! `x-ratelimit-reset`, `retry-after`, read by `parse_rate_limit_headers`)
+//! are tracked in two atomics: while GitHub is limiting the App (remaining 0
+//! until the reset, a `retry-after` window, or a 429), lookup and mint calls
+//! fail at once with [`GithubError::Throttled`] instead of reaching GitHub.
+//! Revocations skip both: they are rare, and a token in hand must be revoked
+//! whenever possible.
 
 use super::Permissions;
 use crate::keys::{KeyError, RsaSigningKey};
@@ -17,6 +28,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use time::format_description::well_known::Rfc3339;
@@ -43,6 +55,14 @@ const INSTALLATION_TTL: time::Duration = time::Duration::minutes(10);
 const RETRY_DELAY: Duration = Duration::from_millis(200);
 /// Longest owner or repository name accepted (GitHub's own limit is 100 for repositories, 39 for accounts).
 const MAX_NAME_LEN: usize = 100;
+/// The longest GitHub rate-limit window honoured (its primary window is an
+/// hour); a later reset (a skewed clock, a bogus header) is cut to this.
+const MAX_THROTTLE: Duration = Duration::from_secs(3600);
+/// How long to hold off after a limit with no usable reset time: GitHub asks
+/// for at least a minute before retrying a secondary rate limit.
+const DEFAULT_THROTTLE: Duration = Duration::from_secs(60);
+/// `remaining` before any response has reported it.
+const REMAINING_UNKNOWN: u64 = u64::MAX;
 
 /// What the client needs: where GitHub is, which App it acts as, and how long to wait.
 #[derive(Debug, Clone)]
@@ -57,6 +77,10 @@ pub struct GithubSettings {
     pub connect_timeout: Duration,
     /// Limit on one whole attempt (connect, send, and read the response).
     pub request_timeout: Duration,
+    /// Lookup and mint calls in flight at once (at least 1).
+    pub max_concurrent_requests: usize,
+    /// How long a call waits for a free slot before failing with [`GithubError::Busy`].
+    pub max_queue_wait: Duration,
 }
 
 /// What to mint: a token for exactly one repository with exactly these permissions.
@@ -301,6 +325,21 @@ pub enum GithubError {
     /// The token cannot be sent back in an HTTP header, so it can be neither used nor revoked.
     #[error("GitHub installation-token response included a token that is not a valid HTTP header value; it could not be revoked")]
     UnusableToken,
+    /// Every call slot stayed taken for the whole queue wait: tokenmint is
+    /// at its cap on concurrent GitHub calls.
+    #[error(
+        "too many GitHub calls are in flight (no slot freed within {waited:?}); retry shortly"
+    )]
+    Busy {
+        /// The queue wait that ran out.
+        waited: Duration,
+    },
+    /// GitHub's rate-limit headers said to hold off; no call was made.
+    #[error("GitHub is rate-limiting this App, so no call was made; retry after {} s", crate::limits::retry_after_secs(*retry_after))]
+    Throttled {
+        /// Until GitHub's window ends.
+        retry_after: Duration,
+    },
     /// The answer was refused after checking it; the token was revoked if possible.
     #[error("GitHub installation-token response {reason}; {}", if *revoked { "the token was revoked" } else { "revoking the token also failed, so it stays valid until it expires" })]
     Rejected {
@@ -376,6 +415,82 @@ struct Inner {
     installations: Mutex<HashMap<String, CachedInstallation>>,
     /// Calls by endpoint and status, and GitHub's rate-limit headroom.
     metrics: GithubMetrics,
+    /// Slots for lookup and mint calls in flight.
+    permits: tokio::sync::Semaphore,
+    /// How long a call waits for a slot.
+    max_queue_wait: Duration,
+    /// What GitHub's rate-limit headers last said.
+    rate: RateLimitState,
+}
+
+/// GitHub's rate-limit view, updated from every response without a lock.
+#[derive(Debug)]
+struct RateLimitState {
+    /// The last `x-ratelimit-remaining` seen, or [`REMAINING_UNKNOWN`].
+    remaining: AtomicU64,
+    /// No lookup or mint call before this time ([`crate::limits::ticks`]); 0 = none.
+    blocked_until: AtomicU64,
+}
+
+impl RateLimitState {
+    /// Folds one response's headers in. A block only ever extends, so a late
+    /// answer to an older call cannot lift it early.
+    fn observe(&self, status: u16, seen: RateLimitHeaders, now: u64) {
+        if let Some(remaining) = seen.remaining {
+            self.remaining.store(remaining, Ordering::Relaxed);
+        }
+        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let cap = now.saturating_add(nanos(MAX_THROTTLE));
+        let mut until = seen
+            .retry_after
+            .map(|s| now.saturating_add(s.saturating_mul(1_000_000_000)));
+        if seen.remaining == Some(0) {
+            let reset = seen
+                .reset
+                .map(|s| s.saturating_mul(1_000_000_000))
+                .filter(|&reset| reset > now)
+                .unwrap_or_else(|| now.saturating_add(nanos(DEFAULT_THROTTLE)));
+            until = until.max(Some(reset));
+        } else if status == 429 && until.is_none() {
+            until = Some(now.saturating_add(nanos(DEFAULT_THROTTLE)));
+        }
+        if let Some(until) = until {
+            self.blocked_until
+                .fetch_max(until.min(cap), Ordering::Relaxed);
+        }
+    }
+
+    /// How long calls must still wait at `now`, if GitHub is limiting us.
+    fn throttled_for(&self, now: u64) -> Option<Duration> {
+        let until = self.blocked_until.load(Ordering::Relaxed);
+        (until > now).then(|| Duration::from_nanos(until - now))
+    }
+}
+
+/// GitHub's rate-limit headers on one response; absent or unparsable ones are `None`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct RateLimitHeaders {
+    /// `x-ratelimit-remaining`: calls left in the current window.
+    pub(crate) remaining: Option<u64>,
+    /// `x-ratelimit-reset`: when the window resets, in Unix seconds.
+    pub(crate) reset: Option<u64>,
+    /// `retry-after`: seconds to wait (GitHub sends the delta-seconds form).
+    pub(crate) retry_after: Option<u64>,
+}
+
+/// Reads GitHub's rate-limit headers. The one place they are parsed.
+pub(crate) fn parse_rate_limit_headers(headers: &HeaderMap) -> RateLimitHeaders {
+    let number = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    RateLimitHeaders {
+        remaining: number("x-ratelimit-remaining"),
+        reset: number("x-ratelimit-reset"),
+        retry_after: number("retry-after"),
+    }
 }
 
 struct AppJwt {
@@ -459,6 +574,14 @@ impl GithubClient {
         if settings.connect_timeout.is_zero() || settings.request_timeout.is_zero() {
             return Err(GithubError::Settings("GitHub timeouts must be non-zero"));
         }
+        if settings.max_concurrent_requests == 0
+            || settings.max_concurrent_requests > tokio::sync::Semaphore::MAX_PERMITS
+            || settings.max_queue_wait.is_zero()
+        {
+            return Err(GithubError::Settings(
+                "the GitHub concurrency cap and queue wait must be non-zero",
+            ));
+        }
 
         let mut headers = HeaderMap::new();
         headers.insert(ACCEPT, HeaderValue::from_static(GITHUB_JSON));
@@ -485,8 +608,26 @@ impl GithubClient {
                 app_jwt: Mutex::new(None),
                 installations: Mutex::new(HashMap::new()),
                 metrics: GithubMetrics::default(),
+                permits: tokio::sync::Semaphore::new(settings.max_concurrent_requests),
+                max_queue_wait: settings.max_queue_wait,
+                rate: RateLimitState {
+                    remaining: AtomicU64::new(REMAINING_UNKNOWN),
+                    blocked_until: AtomicU64::new(0),
+                },
             }),
         })
+    }
+
+    /// The last `x-ratelimit-remaining` GitHub reported, if any response has carried it.
+    pub fn rate_limit_remaining(&self) -> Option<u64> {
+        let remaining = self.inner.rate.remaining.load(Ordering::Relaxed);
+        (remaining != REMAINING_UNKNOWN).then_some(remaining)
+    }
+
+    /// How long lookup and mint calls are held back at `now` because GitHub
+    /// is rate-limiting the App; `None` when they may go ahead.
+    pub fn throttled_for(&self, now: OffsetDateTime) -> Option<Duration> {
+        self.inner.rate.throttled_for(crate::limits::ticks(now))
     }
 
     /// Mints a token for exactly `req.owner/req.repo` with exactly
@@ -531,6 +672,7 @@ impl GithubClient {
                 jwt.expose_secret(),
                 Some(body),
                 &full_name,
+                now,
             )
             .await
         {
@@ -553,8 +695,14 @@ impl GithubClient {
             .await
     }
 
-    /// Revokes `token` (`DELETE /installation/token`, authenticated with the token itself).
-    pub async fn revoke(&self, token: &InstallationToken) -> Result<(), GithubError> {
+    /// Revokes `token` (`DELETE /installation/token`, authenticated with the
+    /// token itself). Not held back by the concurrency cap or GitHub's rate
+    /// limit: the attempt is always made.
+    pub async fn revoke(
+        &self,
+        token: &InstallationToken,
+        now: OffsetDateTime,
+    ) -> Result<(), GithubError> {
         let url = self.endpoint(&["installation", "token"])?;
         self.send(
             Call::TokenRevocation,
@@ -563,6 +711,7 @@ impl GithubClient {
             token.expose_secret(),
             None,
             "",
+            now,
         )
         .await
         .map(|_| ())
@@ -620,6 +769,7 @@ impl GithubClient {
                 jwt.expose_secret(),
                 None,
                 full_name,
+                now,
             )
             .await
             .inspect_err(|e| {
@@ -677,7 +827,7 @@ impl GithubClient {
                 permissions,
             }),
             Err(reason) => {
-                let revoked = match self.revoke(&token).await {
+                let revoked = match self.revoke(&token, now).await {
                     Ok(()) => true,
                     Err(error) => {
                         tracing::warn!(
@@ -705,6 +855,9 @@ impl GithubClient {
 
     /// Sends one call, retrying once per [`GithubError::is_retryable`].
     /// Returns the body of a 2xx answer; `repo` names the repository in hints.
+    /// Lookup and mint calls first pass the rate-limit gate and take a call
+    /// slot, held until the call (with its retry) is over.
+    #[allow(clippy::too_many_arguments)]
     async fn send(
         &self,
         call: Call,
@@ -713,7 +866,14 @@ impl GithubClient {
         bearer: &str,
         body: Option<Vec<u8>>,
         repo: &str,
+        now: OffsetDateTime,
     ) -> Result<Vec<u8>, GithubError> {
+        let now = crate::limits::ticks(now);
+        let _permit = if call == Call::TokenRevocation {
+            None
+        } else {
+            Some(self.admit(now).await?)
+        };
         let mut authorization = HeaderValue::try_from(format!("Bearer {bearer}"))
             .map_err(|_| GithubError::UnusableToken)?;
         authorization.set_sensitive(true);
@@ -729,7 +889,7 @@ impl GithubClient {
                     .header(CONTENT_TYPE, "application/json")
                     .body(body.clone());
             }
-            match self.attempt(call, request, repo).await {
+            match self.attempt(call, request, repo, now).await {
                 Err(error) if !retried && error.is_retryable() => {
                     tracing::warn!(
                         %call,
@@ -744,19 +904,43 @@ impl GithubClient {
         }
     }
 
+    /// The rate-limit gate and a call slot, or why there is none.
+    async fn admit(&self, now: u64) -> Result<tokio::sync::SemaphorePermit<'_>, GithubError> {
+        let throttled = |rate: &RateLimitState| match rate.throttled_for(now) {
+            Some(retry_after) => Err(GithubError::Throttled { retry_after }),
+            None => Ok(()),
+        };
+        throttled(&self.inner.rate)?;
+        let waited = self.inner.max_queue_wait;
+        let permit = match tokio::time::timeout(waited, self.inner.permits.acquire()).await {
+            Ok(Ok(permit)) => permit,
+            // Timed out, or (never: it is not closed) the semaphore closed.
+            Ok(Err(_)) | Err(_) => return Err(GithubError::Busy { waited }),
+        };
+        // The window may have opened while this call waited for its slot.
+        throttled(&self.inner.rate)?;
+        Ok(permit)
+    }
+
     async fn attempt(
         &self,
         call: Call,
         request: reqwest::RequestBuilder,
         repo: &str,
+        now: u64,
     ) -> Result<Vec<u8>, GithubError> {
         let response = request.send().await;
         self.observe(call, &response);
         let response = response.map_err(|e| self.transport(call, e))?;
         let status = response.status();
+        let limits = parse_rate_limit_headers(response.headers());
+        self.inner.rate.observe(status.as_u16(), limits, now);
+        if let Some(remaining) = limits.remaining {
+            self.inner.metrics.set_rate_limit_remaining(remaining);
+        }
         if !status.is_success() {
             // The body is dropped unread: it never reaches an error or a log.
-            return Err(status_error(call, status, response.headers(), repo));
+            return Err(status_error(call, status, limits, repo));
         }
         match crate::net::read_capped(response, MAX_RESPONSE_BYTES).await {
             Ok(body) => Ok(body.to_vec()),
@@ -770,16 +954,12 @@ impl GithubClient {
         &self.inner.metrics
     }
 
-    /// Counts one call by status (or timeout, or error) and keeps GitHub's
-    /// latest rate-limit headroom, for metrics.
+    /// Counts one call by status (or timeout, or error), for metrics.
     fn observe(&self, call: Call, response: &Result<reqwest::Response, reqwest::Error>) {
         let metrics = &self.inner.metrics;
         match response {
             Ok(response) => {
                 metrics.record_call(call, CallResult::Status(response.status().as_u16()));
-                if let Some(remaining) = rate_limit_remaining(response.headers()) {
-                    metrics.set_rate_limit_remaining(remaining);
-                }
             }
             Err(e) if e.is_timeout() => metrics.record_call(call, CallResult::Timeout),
             Err(_) => metrics.record_call(call, CallResult::Error),
@@ -824,23 +1004,14 @@ fn malformed(call: Call, e: &serde_json::Error) -> GithubError {
     }
 }
 
-/// GitHub's `x-ratelimit-remaining` header, when present and a number.
-fn rate_limit_remaining(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get("x-ratelimit-remaining")?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
-
-fn status_error(call: Call, status: StatusCode, headers: &HeaderMap, repo: &str) -> GithubError {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let retry_after = header("retry-after")
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
-    let exhausted = header("x-ratelimit-remaining").is_some_and(|v| v.trim() == "0");
+fn status_error(
+    call: Call,
+    status: StatusCode,
+    limits: RateLimitHeaders,
+    repo: &str,
+) -> GithubError {
+    let retry_after = limits.retry_after.map(Duration::from_secs);
+    let exhausted = limits.remaining == Some(0);
     let code = status.as_u16();
     if code == 429 || (code == 403 && (exhausted || retry_after.is_some())) {
         return GithubError::RateLimited {
@@ -1025,6 +1196,8 @@ mod tests {
             key: key.clone(),
             connect_timeout: Duration::from_secs(2),
             request_timeout,
+            max_concurrent_requests: 32,
+            max_queue_wait: Duration::from_secs(2),
         })
         .unwrap();
         Fixture {
@@ -1204,6 +1377,8 @@ mod tests {
             key: key.clone(),
             connect_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(1),
+            max_concurrent_requests: 32,
+            max_queue_wait: Duration::from_secs(2),
         })
         .unwrap();
         let t0 = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
@@ -1398,6 +1573,8 @@ mod tests {
             key: key.clone(),
             connect_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(1),
+            max_concurrent_requests: 32,
+            max_queue_wait: Duration::from_secs(2),
         })
         .unwrap();
         let p = Permissions::parse([("contents", "read")]).unwrap();
@@ -1537,7 +1714,7 @@ mod tests {
         assert_eq!(f.standin.call_count(), 4);
         f.standin.set_fault(Fault::None);
         let unknown = InstallationToken::new("ghs_not_a_token_the_standin_issued");
-        let err = f.client.revoke(&unknown).await.unwrap_err();
+        let err = f.client.revoke(&unknown, now()).await.unwrap_err();
         assert_eq!(
             err.to_string(),
             "GitHub token-revocation request failed with status 401; the token is unknown, expired or already revoked"
@@ -1548,7 +1725,7 @@ mod tests {
     async fn github_revoke_roundtrip() {
         let f = fixture().await;
         let minted = f.client.mint(&f.request(), now()).await.unwrap();
-        f.client.revoke(&minted.token).await.unwrap();
+        f.client.revoke(&minted.token, now()).await.unwrap();
         assert!(f.standin.issued_tokens()[0].revoked);
         let last = f.standin.requests().pop().unwrap();
         assert_eq!(last.bearer.as_deref(), Some(minted.token.expose_secret()));
@@ -1591,6 +1768,8 @@ mod tests {
             key: key.clone(),
             connect_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(1),
+            max_concurrent_requests: 32,
+            max_queue_wait: Duration::from_secs(2),
         };
         for url in [
             "ftp://example.com",
@@ -1692,8 +1871,8 @@ mod tests {
         errors.push(f.client.mint(&f.request(), now()).await.unwrap_err());
         f.standin.set_fault(Fault::None);
         for t in &tokens {
-            f.client.revoke(t).await.unwrap();
-            errors.push(f.client.revoke(t).await.unwrap_err());
+            f.client.revoke(t, now()).await.unwrap();
+            errors.push(f.client.revoke(t, now()).await.unwrap_err());
         }
 
         let (_, pem) = app_key();
@@ -1724,5 +1903,181 @@ mod tests {
         for canary in &canaries {
             assert!(!text.contains(canary.as_str()), "leaked: {canary}");
         }
+    }
+
+    #[test]
+    fn rate_limit_headers_are_parsed_in_one_place() {
+        let mut h = HeaderMap::new();
+        assert_eq!(parse_rate_limit_headers(&h), RateLimitHeaders::default());
+        h.insert("x-ratelimit-remaining", HeaderValue::from_static(" 0 "));
+        h.insert("x-ratelimit-reset", HeaderValue::from_static("1763880000"));
+        h.insert("retry-after", HeaderValue::from_static("30"));
+        assert_eq!(
+            parse_rate_limit_headers(&h),
+            RateLimitHeaders {
+                remaining: Some(0),
+                reset: Some(1_763_880_000),
+                retry_after: Some(30),
+            }
+        );
+        // Unparsable values (an HTTP-date retry-after, a negative count) are ignored.
+        h.insert("x-ratelimit-remaining", HeaderValue::from_static("-1"));
+        h.insert(
+            "retry-after",
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        let seen = parse_rate_limit_headers(&h);
+        assert_eq!((seen.remaining, seen.retry_after), (None, None));
+    }
+
+    #[test]
+    fn rate_limit_state_blocks_only_while_github_limits() {
+        const SEC: u64 = 1_000_000_000;
+        let t0 = 1_763_880_000 * SEC;
+        let fresh = || RateLimitState {
+            remaining: AtomicU64::new(REMAINING_UNKNOWN),
+            blocked_until: AtomicU64::new(0),
+        };
+        let seen = |remaining, reset, retry_after| RateLimitHeaders {
+            remaining,
+            reset,
+            retry_after,
+        };
+        // Calls left: no block, remaining tracked.
+        let s = fresh();
+        s.observe(200, seen(Some(17), Some(1_763_883_600), None), t0);
+        assert_eq!(s.remaining.load(Ordering::Relaxed), 17);
+        assert_eq!(s.throttled_for(t0), None);
+        // Exhausted: blocked until the reset, then free again.
+        s.observe(403, seen(Some(0), Some(1_763_880_030), None), t0);
+        assert_eq!(s.throttled_for(t0), Some(Duration::from_secs(30)));
+        assert_eq!(s.throttled_for(t0 + 29 * SEC), Some(Duration::from_secs(1)));
+        assert_eq!(s.throttled_for(t0 + 30 * SEC), None);
+        // A late answer to an older call never shortens a block.
+        let s = fresh();
+        s.observe(403, seen(None, None, Some(50)), t0);
+        s.observe(200, seen(Some(10), None, None), t0);
+        s.observe(403, seen(None, None, Some(5)), t0);
+        assert_eq!(s.throttled_for(t0), Some(Duration::from_secs(50)));
+        // Exhausted with no usable reset (absent, or past by our clock): a minute.
+        for reset in [None, Some(1_763_879_000)] {
+            let s = fresh();
+            s.observe(200, seen(Some(0), reset, None), t0);
+            assert_eq!(s.throttled_for(t0), Some(DEFAULT_THROTTLE), "{reset:?}");
+        }
+        // A bare 429: a minute. A bare 403 is a permission problem, not a limit.
+        let s = fresh();
+        s.observe(403, seen(None, None, None), t0);
+        assert_eq!(s.throttled_for(t0), None);
+        s.observe(429, seen(None, None, None), t0);
+        assert_eq!(s.throttled_for(t0), Some(DEFAULT_THROTTLE));
+        // A far-off reset is cut to an hour.
+        let s = fresh();
+        s.observe(403, seen(Some(0), Some(u64::MAX), Some(u64::MAX)), t0);
+        assert_eq!(s.throttled_for(t0), Some(MAX_THROTTLE));
+    }
+
+    #[tokio::test]
+    async fn github_rate_limit_headers_stop_further_calls_until_reset() {
+        let f = fixture().await;
+        assert_eq!(f.client.rate_limit_remaining(), None);
+        let now = now();
+        f.client.mint(&f.request(), now).await.unwrap();
+        // The stand-in counts down from 5000, one per call.
+        assert_eq!(f.client.rate_limit_remaining(), Some(4998));
+        assert_eq!(f.client.throttled_for(now), None);
+
+        f.standin.set_fault(Fault::RateLimited {
+            reset_in: Duration::from_secs(120),
+            retry_after: None,
+        });
+        let err = f.client.mint(&f.request(), now).await.unwrap_err();
+        assert!(
+            matches!(err, GithubError::RateLimited { status: 403, .. }),
+            "{err}"
+        );
+        assert_eq!(f.client.rate_limit_remaining(), Some(0));
+        let wait = f.client.throttled_for(now).unwrap();
+        assert!(
+            (Duration::from_secs(115)..=Duration::from_secs(121)).contains(&wait),
+            "{wait:?}"
+        );
+        let calls = f.standin.call_count();
+
+        // While GitHub limits the App, no call is made, even with the fault gone.
+        f.standin.set_fault(Fault::None);
+        let err = f.client.mint(&f.request(), now).await.unwrap_err();
+        assert!(matches!(err, GithubError::Throttled { .. }), "{err}");
+        assert!(err.to_string().contains("no call was made"), "{err}");
+        assert_eq!(f.standin.call_count(), calls);
+
+        // Revocation is never held back.
+        let minted_before = f.standin.issued_tokens();
+        f.client
+            .revoke(&InstallationToken::new(minted_before[0].token.clone()), now)
+            .await
+            .unwrap();
+        assert_eq!(f.standin.call_count(), calls + 1);
+
+        // After the reset, calls flow again.
+        let later = now + time::Duration::seconds(125);
+        f.client.mint(&f.request(), later).await.unwrap();
+        assert!(f.client.rate_limit_remaining().is_some_and(|r| r > 0));
+    }
+
+    #[tokio::test]
+    async fn github_retry_after_header_is_honoured() {
+        let f = fixture().await;
+        f.standin.set_fault(Fault::RateLimited {
+            reset_in: Duration::from_secs(1),
+            retry_after: Some(Duration::from_secs(300)),
+        });
+        let now = now();
+        let err = f.client.mint(&f.request(), now).await.unwrap_err();
+        assert!(
+            matches!(err, GithubError::RateLimited { retry_after: Some(d), .. } if d == Duration::from_secs(300)),
+            "{err}"
+        );
+        let wait = f.client.throttled_for(now).unwrap();
+        assert!(wait > Duration::from_secs(290), "{wait:?}");
+    }
+
+    #[tokio::test]
+    async fn github_concurrent_calls_are_capped() {
+        let f = fixture().await;
+        let (key, _) = app_key();
+        let client = GithubClient::new(GithubSettings {
+            api_url: f.standin.url(),
+            app_id: APP_ID.into(),
+            key: key.clone(),
+            connect_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(5),
+            max_concurrent_requests: 1,
+            max_queue_wait: Duration::from_millis(100),
+        })
+        .unwrap();
+        f.standin
+            .set_fault(Fault::Delay(Duration::from_millis(600)));
+        let first = {
+            let client = client.clone();
+            let permissions = f.permissions.clone();
+            tokio::spawn(async move {
+                let req = MintRequest {
+                    owner: "acme",
+                    repo: "widgets",
+                    repository_id: None,
+                    permissions: &permissions,
+                };
+                client.mint(&req, now()).await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let started = Instant::now();
+        let err = client.mint(&f.request(), now()).await.unwrap_err();
+        assert!(matches!(err, GithubError::Busy { .. }), "{err}");
+        assert!(started.elapsed() < Duration::from_millis(500));
+        first.await.unwrap().unwrap();
+        // The busy mint never reached GitHub: only the first mint's two calls did.
+        assert_eq!(f.standin.call_count(), 2);
     }
 }

@@ -57,6 +57,11 @@ pub fn error_status(err: &ExchangeError) -> (StatusCode, &'static str) {
         ExchangeError::AccessDenied { .. } => (StatusCode::FORBIDDEN, "access_denied"),
         ExchangeError::Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream_error"),
         ExchangeError::AuditUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        ExchangeError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+        ExchangeError::UpstreamBusy { .. } => (StatusCode::SERVICE_UNAVAILABLE, "upstream_busy"),
+        ExchangeError::UpstreamRateLimited { .. } => {
+            (StatusCode::SERVICE_UNAVAILABLE, "upstream_rate_limited")
+        }
     }
 }
 
@@ -275,6 +280,12 @@ async fn exchange(
                 resp.headers_mut().insert(
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                );
+            }
+            if let Some(wait) = err.retry_after() {
+                resp.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(crate::limits::retry_after_secs(wait)),
                 );
             }
             resp

@@ -91,22 +91,34 @@ impl Harness {
         options: ServeOptions,
         extra: &str,
     ) -> Self {
-        Self::with_settings(explain_denials, options, extra, false, "").await
+        Self::with_settings(explain_denials, options, "", extra, false, "").await
+    }
+
+    /// `github` (more `[github]` keys) and `extra` (top-level tables such as
+    /// `[limits]`, or more `[[issuer]]`/`[[broker]]` entries) added to the config.
+    pub(crate) async fn with_github_config(github: &str, extra: &str) -> Self {
+        Self::with_settings(false, ServeOptions::default(), github, extra, false, "").await
     }
 
     /// The `dev` issuer with `single_use = true`.
     pub(crate) async fn single_use() -> Self {
-        Self::with_settings(false, ServeOptions::default(), "", true, "").await
+        Self::single_use_with("").await
+    }
+
+    /// [`Harness::single_use`] with `extra` added to the config.
+    pub(crate) async fn single_use_with(extra: &str) -> Self {
+        Self::with_settings(false, ServeOptions::default(), "", extra, true, "").await
     }
 
     /// With `server` (more `key = value` lines) added to `[server]`.
     pub(crate) async fn with_server_settings(server: &str) -> Self {
-        Self::with_settings(false, ServeOptions::default(), "", false, server).await
+        Self::with_settings(false, ServeOptions::default(), "", "", false, server).await
     }
 
     async fn with_settings(
         explain_denials: bool,
         options: ServeOptions,
+        github_extra: &str,
         extra: &str,
         single_use: bool,
         server: &str,
@@ -152,6 +164,7 @@ database = "sqlite://audit.db"
 api_url = "{github}"
 app_id = "1"
 private_key_file = "app.pem"
+{github_extra}
 [[issuer]]
 name = "dev"
 url = "{issuer}"
