@@ -80,11 +80,13 @@ pub enum Outcome {
     UpstreamBusy,
     /// GitHub is rate-limiting the App (503).
     UpstreamRateLimited,
+    /// Shed: `[server] max_in_flight` exchanges were already running (503).
+    Overloaded,
 }
 
 impl Outcome {
     /// Every outcome, in label order.
-    pub const ALL: [Outcome; 12] = [
+    pub const ALL: [Outcome; 13] = [
         Outcome::Allowed,
         Outcome::InvalidRequest,
         Outcome::MissingToken,
@@ -97,6 +99,7 @@ impl Outcome {
         Outcome::RateLimited,
         Outcome::UpstreamBusy,
         Outcome::UpstreamRateLimited,
+        Outcome::Overloaded,
     ];
 
     /// The label value.
@@ -114,6 +117,7 @@ impl Outcome {
             Outcome::RateLimited => "rate_limited",
             Outcome::UpstreamBusy => "upstream_busy",
             Outcome::UpstreamRateLimited => "upstream_rate_limited",
+            Outcome::Overloaded => "overloaded",
         }
     }
 
@@ -137,7 +141,8 @@ impl Outcome {
             | Outcome::UpstreamError
             | Outcome::AuditUnavailable
             | Outcome::UpstreamBusy
-            | Outcome::UpstreamRateLimited => 2,
+            | Outcome::UpstreamRateLimited
+            | Outcome::Overloaded => 2,
         }
     }
 

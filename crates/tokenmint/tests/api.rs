@@ -1339,3 +1339,52 @@ async fn while_github_rate_limits_the_app_single_use_tokens_are_not_used_up() {
     let (status, body, _) = h.post("widgets-read", Some(&second), None).await;
     assert_eq!(status, 200, "{body}");
 }
+
+// ------------------------------------------------------------ load shedding
+
+#[tokio::test]
+async fn exchanges_beyond_max_in_flight_are_shed_with_503_and_no_audit_row() {
+    let h = Harness::with_server_settings("max_in_flight = 1").await;
+    assert_eq!(h.exchange("widgets-read", json!({})).await.0, 200);
+    // One slow exchange holds the only slot.
+    h.github
+        .set_fault(Fault::Delay(std::time::Duration::from_millis(800)));
+    let slow = {
+        let client = h.client.clone();
+        let url = format!("{}/v1/brokers/widgets-read/token", h.base);
+        let token = h.token(json!({}));
+        tokio::spawn(async move {
+            client
+                .post(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let token = h.token(json!({}));
+    let (s, b, headers) = h.post("widgets-read", Some(&token), None).await;
+    assert_error(s, &b, 503, "overloaded");
+    assert_eq!(headers["retry-after"], "1");
+    assert_eq!(
+        slow.await.unwrap().unwrap(),
+        200,
+        "the admitted exchange completes"
+    );
+    // The shed request left no audit row: the first and the slow exchange only.
+    assert_eq!(h.rows().await.len(), 2);
+    let text = scrape(&h).await;
+    assert_eq!(
+        metric(
+            &text,
+            "tokenmint_exchanges_total{broker=\"widgets-read\",outcome=\"overloaded\"}"
+        )
+        .as_deref(),
+        Some("1"),
+        "{text}"
+    );
+    // The slot is free again.
+    h.github.set_fault(Fault::None);
+    assert_eq!(h.exchange("widgets-read", json!({})).await.0, 200);
+}

@@ -567,6 +567,30 @@ fn sts_secret_file_is_loaded_checked_and_redacted() {
 }
 
 #[test]
+fn max_in_flight_defaults_and_bounds() {
+    assert_eq!(
+        parse(GOOD).unwrap().server.max_in_flight,
+        crate::config::DEFAULT_MAX_IN_FLIGHT
+    );
+    let with = |v: &str| {
+        GOOD.replace(
+            "explain_denials = false",
+            &format!("explain_denials = false\nmax_in_flight = {v}"),
+        )
+    };
+    assert_eq!(parse(&with("8")).unwrap().server.max_in_flight, 8);
+    assert_eq!(parse(&with("65536")).unwrap().server.max_in_flight, 65536);
+    for bad in ["0", "-1", "65537"] {
+        let e = err(&with(bad));
+        assert!(
+            e.contains("[server] max_in_flight") && e.contains("1..=65536"),
+            "{bad}: {e}"
+        );
+    }
+    assert!(err(&with("\"many\"")).contains("max_in_flight"));
+}
+
+#[test]
 fn metrics_endpoint_is_on_by_default_and_can_be_turned_off() {
     assert!(parse(GOOD).unwrap().server.metrics);
     let off = GOOD.replace(

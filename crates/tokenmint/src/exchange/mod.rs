@@ -128,7 +128,17 @@ pub enum ExchangeError {
         /// Until GitHub's window ends.
         retry_after: Duration,
     },
+    /// `[server] max_in_flight` exchanges are already running; this one was
+    /// shed before its token was read, so it has no audit row (503).
+    #[error("tokenmint is at its limit of {max_in_flight} exchanges in flight; retry in {} s", OVERLOADED_RETRY_AFTER.as_secs())]
+    Overloaded {
+        /// The configured cap.
+        max_in_flight: usize,
+    },
 }
+
+/// What a shed request is told to wait.
+pub const OVERLOADED_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// How long to suggest waiting when every GitHub call slot is taken.
 const UPSTREAM_BUSY_RETRY: Duration = Duration::from_secs(1);
@@ -140,6 +150,7 @@ impl ExchangeError {
             Self::RateLimited { retry_after, .. }
             | Self::UpstreamBusy { retry_after }
             | Self::UpstreamRateLimited { retry_after } => Some(*retry_after),
+            Self::Overloaded { .. } => Some(OVERLOADED_RETRY_AFTER),
             _ => None,
         }
     }
@@ -164,6 +175,7 @@ impl ExchangeError {
             ExchangeError::RateLimited { .. } => Outcome::RateLimited,
             ExchangeError::UpstreamBusy { .. } => Outcome::UpstreamBusy,
             ExchangeError::UpstreamRateLimited { .. } => Outcome::UpstreamRateLimited,
+            ExchangeError::Overloaded { .. } => Outcome::Overloaded,
         }
     }
 }
@@ -249,6 +261,8 @@ pub struct Service {
     /// Counters and histograms for `GET /metrics`.
     metrics: Metrics,
     limiter: Limiter,
+    /// One permit per exchange in flight (`[server] max_in_flight`).
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 impl Service {
@@ -278,6 +292,7 @@ impl Service {
             caches: verifier.caches(),
             audit_write: audit.commit_latency(),
         });
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(config.server.max_in_flight));
         let limiter = Limiter::new(
             config
                 .brokers
@@ -295,6 +310,7 @@ impl Service {
             sts,
             metrics,
             limiter,
+            in_flight,
         })
     }
 
@@ -321,6 +337,24 @@ impl Service {
     /// The metrics registry.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// Admits one exchange under `[server] max_in_flight`: hold the permit
+    /// until the exchange (audit row included) is done. When none is free
+    /// the request is shed: counted in metrics under `overloaded`, logged at
+    /// debug (a warning per shed request would flood the log exactly when
+    /// the service is busiest), and not audited, because no token was read.
+    pub fn admit(&self, broker: &str) -> Result<tokio::sync::OwnedSemaphorePermit, ExchangeError> {
+        Arc::clone(&self.in_flight)
+            .try_acquire_owned()
+            .map_err(|_| {
+                self.metrics
+                    .record_exchange(broker, Outcome::Overloaded, Duration::ZERO);
+                tracing::debug!("exchange shed: too many in flight");
+                ExchangeError::Overloaded {
+                    max_in_flight: self.config.server.max_in_flight,
+                }
+            })
     }
 
     /// The GitHub client (for its rate-limit view).

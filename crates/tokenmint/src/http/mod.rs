@@ -62,6 +62,7 @@ pub fn error_status(err: &ExchangeError) -> (StatusCode, &'static str) {
         ExchangeError::UpstreamRateLimited { .. } => {
             (StatusCode::SERVICE_UNAVAILABLE, "upstream_rate_limited")
         }
+        ExchangeError::Overloaded { .. } => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
     }
 }
 
@@ -217,6 +218,11 @@ async fn exchange(
     request: axum::extract::Request,
 ) -> Response {
     let request_id = request_id.to_string();
+    // Shed first: under overload a refusal must cost next to nothing.
+    let permit = match service.admit(&broker) {
+        Ok(permit) => permit,
+        Err(err) => return error_response(&err, false, &request_id),
+    };
     let client_addr = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -245,6 +251,7 @@ async fn exchange(
         async move {
             let now = service.clock().now();
             let result = service.exchange(&req, now).await;
+            drop(permit);
             (result, service.config().server.explain_denials)
         }
         .in_current_span(),
@@ -272,25 +279,29 @@ async fn exchange(
     };
     match outcome {
         (Ok(grant), _) => grant_response(&grant, &request_id),
-        (Err(err), explain_denials) => {
-            let (status, code) = error_status(&err);
-            let message = error_message(&err, explain_denials);
-            let mut resp = json_error(status, code, message, &request_id);
-            if status == StatusCode::UNAUTHORIZED {
-                resp.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
-                );
-            }
-            if let Some(wait) = err.retry_after() {
-                resp.headers_mut().insert(
-                    header::RETRY_AFTER,
-                    HeaderValue::from(crate::limits::retry_after_secs(wait)),
-                );
-            }
-            resp
-        }
+        (Err(err), explain_denials) => error_response(&err, explain_denials, &request_id),
     }
+}
+
+/// The JSON error answer for `err`, with `WWW-Authenticate` on 401 and
+/// `Retry-After` where the error suggests a wait.
+fn error_response(err: &ExchangeError, explain_denials: bool, request_id: &str) -> Response {
+    let (status, code) = error_status(err);
+    let message = error_message(err, explain_denials);
+    let mut resp = json_error(status, code, message, request_id);
+    if status == StatusCode::UNAUTHORIZED {
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer error=\"invalid_token\""),
+        );
+    }
+    if let Some(wait) = err.retry_after() {
+        resp.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(crate::limits::retry_after_secs(wait)),
+        );
+    }
+    resp
 }
 
 fn grant_response(grant: &Grant, request_id: &str) -> Response {
