@@ -294,6 +294,17 @@ pub enum GithubError {
         /// Where decoding failed.
         column: usize,
     },
+    /// The repository's installation is not the one configured: minting would
+    /// act for another owner's installation.
+    #[error(
+        "GitHub repository installation {found} does not match configured installation {expected}"
+    )]
+    InstallationMismatch {
+        /// The installation GitHub reports for the repository.
+        found: u64,
+        /// The installation configured.
+        expected: u64,
+    },
     /// The token answer had no (or an empty) `token`.
     #[error("GitHub installation-token response did not include a token")]
     MissingToken,
@@ -492,6 +503,28 @@ impl GithubClient {
         req: &MintRequest<'_>,
         now: OffsetDateTime,
     ) -> Result<MintedToken, GithubError> {
+        self.mint_checked(req, None, now).await
+    }
+
+    /// [`GithubClient::mint`], refusing (before any token is minted) when the
+    /// repository's installation is not `installation_id`: this binds the
+    /// owner, so a same-named repository under another installation is never
+    /// minted for.
+    pub async fn mint_in_installation(
+        &self,
+        req: &MintRequest<'_>,
+        installation_id: u64,
+        now: OffsetDateTime,
+    ) -> Result<MintedToken, GithubError> {
+        self.mint_checked(req, Some(installation_id), now).await
+    }
+
+    async fn mint_checked(
+        &self,
+        req: &MintRequest<'_>,
+        expected_installation: Option<u64>,
+        now: OffsetDateTime,
+    ) -> Result<MintedToken, GithubError> {
         // 1. Validate the coordinates before they go anywhere near a URL.
         validate_name(req.owner, req.repo)?;
         let full_name = format!("{}/{}", req.owner, req.repo);
@@ -501,6 +534,15 @@ impl GithubClient {
 
         // 3. The installation that holds this repository (binds the owner), cached.
         let installation_id = self.installation_id(req, &full_name, &jwt, now).await?;
+        if let Some(expected) = expected_installation {
+            if installation_id != expected {
+                self.forget_installation(&full_name, installation_id);
+                return Err(GithubError::InstallationMismatch {
+                    found: installation_id,
+                    expected,
+                });
+            }
+        }
 
         // 4. Ask for a token restricted to the repository AND the permissions:
         //    omitting either would grant everything the installation has.
