@@ -1,0 +1,639 @@
+//! End-to-end tests of the real `bootstrap`: a Lambda Runtime API on loopback (in this file), SSM served by moto, GitHub by tokenmint's stand-in, following github-token-broker's own scenarios.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+use tokenmint::dev::github_standin::{Fault, GithubStandIn, StandInConfig};
+use tokenmint::keys::RsaSigningKey;
+use tokio::sync::{mpsc, Mutex};
+
+const OWNER: &str = "acme";
+const REPO: &str = "widgets";
+const INSTALLATION: u64 = 4_242;
+const CLIENT_ID: &str = "Iv23liTESTCLIENT";
+const REJECTED: &str = "github-token-broker does not accept invocation input";
+
+fn repo_root() -> PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The pinned AWS venv (built once by the script, shared with other tests).
+fn aws_venv() -> PathBuf {
+    let out = Command::new(repo_root().join("scripts/python-env"))
+        .arg("aws")
+        .output()
+        .expect("run scripts/python-env aws");
+    assert!(
+        out.status.success(),
+        "scripts/python-env aws failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// moto's server on a loopback port; killed on drop.
+struct Moto {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Moto {
+    async fn start() -> Self {
+        let port = free_port();
+        let child = Command::new(aws_venv().join("bin/moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        let moto = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        let client = reqwest::Client::new();
+        for _ in 0..300 {
+            if client
+                .get(format!("{}/moto-api/", moto.url))
+                .send()
+                .await
+                .is_ok()
+            {
+                return moto;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("moto_server did not start on port {port}");
+    }
+
+    /// `PutParameter` over moto's awsJson API (moto does not check signatures).
+    async fn put(&self, name: &str, value: &str, secure: bool) {
+        let resp = reqwest::Client::new()
+            .post(&self.url)
+            .header("content-type", "application/x-amz-json-1.1")
+            .header("x-amz-target", "AmazonSSM.PutParameter")
+            .header(
+                "authorization",
+                "AWS4-HMAC-SHA256 Credential=AKIDTEST/20260101/us-east-1/ssm/aws4_request, SignedHeaders=host, Signature=00",
+            )
+            .body(
+                json!({
+                    "Name": name,
+                    "Value": value,
+                    "Type": if secure { "SecureString" } else { "String" },
+                    "Overwrite": true
+                })
+                .to_string(),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            resp.status().is_success(),
+            "PutParameter {name}: {}",
+            resp.status()
+        );
+    }
+
+    /// Seeds the three parameters under `prefix` (the default names when `prefix` is `/github-token-broker`).
+    async fn seed(&self, prefix: &str, installation: &str, pem: &str) {
+        self.put(&format!("{prefix}/app/client-id"), CLIENT_ID, false)
+            .await;
+        self.put(
+            &format!("{prefix}/app/installation-id"),
+            installation,
+            false,
+        )
+        .await;
+        self.put(&format!("{prefix}/app/private-key-pem"), pem, true)
+            .await;
+    }
+}
+
+/// What the bootstrap posted for one invocation.
+#[derive(Debug)]
+enum Outcome {
+    Response(Value),
+    Error { body: Value, error_type: String },
+}
+
+/// Invocations waiting for `/next`: (request id, payload).
+type Queue = mpsc::Receiver<(String, Vec<u8>)>;
+
+/// A Lambda Runtime API on loopback: hands out queued payloads and records answers.
+#[derive(Clone)]
+struct RuntimeApi {
+    next: Arc<Mutex<Queue>>,
+    outcomes: mpsc::Sender<(String, Outcome)>,
+    init_errors: mpsc::Sender<(Value, String)>,
+}
+
+async fn next(State(api): State<RuntimeApi>) -> Response {
+    let Some((id, payload)) = api.next.lock().await.recv().await else {
+        return StatusCode::GONE.into_response();
+    };
+    (
+        [
+            ("lambda-runtime-aws-request-id", id),
+            ("lambda-runtime-deadline-ms", "4102444800000".to_owned()),
+            (
+                "lambda-runtime-invoked-function-arn",
+                "arn:aws:lambda:us-east-1:123456789012:function:broker".to_owned(),
+            ),
+        ],
+        payload,
+    )
+        .into_response()
+}
+
+async fn response(
+    State(api): State<RuntimeApi>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> StatusCode {
+    let body = serde_json::from_slice(&body).expect("response is JSON");
+    api.outcomes
+        .send((id, Outcome::Response(body)))
+        .await
+        .unwrap();
+    StatusCode::ACCEPTED
+}
+
+fn error_type(headers: &HeaderMap) -> String {
+    headers
+        .get("lambda-runtime-function-error-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+async fn error(
+    State(api): State<RuntimeApi>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let body = serde_json::from_slice(&body).expect("error is JSON");
+    let error_type = error_type(&headers);
+    api.outcomes
+        .send((id, Outcome::Error { body, error_type }))
+        .await
+        .unwrap();
+    StatusCode::ACCEPTED
+}
+
+async fn init_error(State(api): State<RuntimeApi>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let body = serde_json::from_slice(&body).expect("init error is JSON");
+    api.init_errors
+        .send((body, error_type(&headers)))
+        .await
+        .unwrap();
+    StatusCode::ACCEPTED
+}
+
+/// One running `bootstrap` with its Runtime API, and its captured output.
+struct Function {
+    child: Child,
+    submit: mpsc::Sender<(String, Vec<u8>)>,
+    outcomes: mpsc::Receiver<(String, Outcome)>,
+    init_errors: mpsc::Receiver<(Value, String)>,
+    dir: tempfile::TempDir,
+    counter: usize,
+}
+
+impl Drop for Function {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Function {
+    async fn start(env: &[(&str, String)]) -> Self {
+        let (submit, next_rx) = mpsc::channel(16);
+        let (outcome_tx, outcomes) = mpsc::channel(16);
+        let (init_tx, init_errors) = mpsc::channel(4);
+        let api = RuntimeApi {
+            next: Arc::new(Mutex::new(next_rx)),
+            outcomes: outcome_tx,
+            init_errors: init_tx,
+        };
+        let app = Router::new()
+            .route("/2018-06-01/runtime/invocation/next", get(next))
+            .route(
+                "/2018-06-01/runtime/invocation/{id}/response",
+                post(response),
+            )
+            .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
+            .route("/2018-06-01/runtime/init/error", post(init_error))
+            .with_state(api);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_bootstrap"));
+        cmd.env_clear()
+            .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
+            .stdout(std::fs::File::create(dir.path().join("stdout")).unwrap())
+            .stderr(std::fs::File::create(dir.path().join("stderr")).unwrap());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start bootstrap");
+        Self {
+            child,
+            submit,
+            outcomes,
+            init_errors,
+            dir,
+            counter: 0,
+        }
+    }
+
+    async fn invoke(&mut self, payload: &[u8]) -> Outcome {
+        self.counter += 1;
+        let id = format!("8f0c6a4e-0000-4000-8000-{:012}", self.counter);
+        self.submit
+            .send((id.clone(), payload.to_vec()))
+            .await
+            .unwrap();
+        let (got, outcome) = tokio::time::timeout(Duration::from_secs(60), self.outcomes.recv())
+            .await
+            .expect("bootstrap answered in time")
+            .expect("runtime API still up");
+        assert_eq!(got, id, "answer is for the invocation sent");
+        outcome
+    }
+
+    async fn invoke_err(&mut self, payload: &[u8]) -> (String, String) {
+        match self.invoke(payload).await {
+            Outcome::Error { body, error_type } => {
+                assert_eq!(body["errorType"], error_type.as_str());
+                (
+                    body["errorMessage"].as_str().unwrap().to_owned(),
+                    error_type,
+                )
+            }
+            Outcome::Response(_) => panic!("expected an error for {payload:?}"),
+        }
+    }
+
+    /// Everything the process wrote so far.
+    fn output(&self) -> String {
+        let read = |n: &str| std::fs::read_to_string(self.dir.path().join(n)).unwrap_or_default();
+        format!("{}{}", read("stdout"), read("stderr"))
+    }
+}
+
+struct World {
+    moto: Moto,
+    github: GithubStandIn,
+    pem: String,
+}
+
+impl World {
+    async fn start() -> Self {
+        let (key, pem) = RsaSigningKey::generate_pem().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let github = GithubStandIn::spawn(
+            listener,
+            StandInConfig {
+                app_id: CLIENT_ID.into(),
+                app_public_key: key.public_jwk(),
+                installations: vec![(format!("{OWNER}/{REPO}"), INSTALLATION, 56_789)],
+            },
+        )
+        .await
+        .unwrap();
+        Self {
+            moto: Moto::start().await,
+            github,
+            pem,
+        }
+    }
+
+    /// The environment of a github-token-broker deployment reading parameters under `prefix`.
+    fn env(&self, prefix: &str) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_ACCESS_KEY_ID", "AKIDTEST".into()),
+            ("AWS_SECRET_ACCESS_KEY", "aws-secret-never-logged".into()),
+            ("AWS_SESSION_TOKEN", "aws-session-never-logged".into()),
+            ("AWS_ENDPOINT_URL_SSM", self.moto.url.clone()),
+            ("GITHUB_TOKEN_BROKER_REPOSITORY_OWNER", OWNER.into()),
+            ("GITHUB_TOKEN_BROKER_REPOSITORY_NAME", REPO.into()),
+            (
+                "GITHUB_TOKEN_BROKER_CLIENT_ID_PARAM",
+                format!("{prefix}/app/client-id"),
+            ),
+            (
+                "GITHUB_TOKEN_BROKER_INSTALLATION_ID_PARAM",
+                format!("{prefix}/app/installation-id"),
+            ),
+            (
+                "GITHUB_TOKEN_BROKER_PRIVATE_KEY_PARAM",
+                format!("{prefix}/app/private-key-pem"),
+            ),
+            (
+                "GITHUB_TOKEN_BROKER_GITHUB_API_BASE_URL",
+                self.github.url().to_string(),
+            ),
+        ]
+    }
+
+    /// Asserts no secret reached the function's output: the PEM (any line of
+    /// its body), installation tokens, App JWTs, AWS secrets.
+    fn assert_no_secrets(&self, function: &Function) {
+        let out = function.output();
+        for line in self.pem.lines().filter(|l| l.len() > 20) {
+            assert!(!out.contains(line), "PEM material in output:\n{out}");
+        }
+        for t in self.github.issued_tokens() {
+            assert!(!out.contains(&t.token), "token in output:\n{out}");
+        }
+        for r in self.github.requests() {
+            if let Some(b) = r.bearer {
+                assert!(!out.contains(&b), "bearer credential in output:\n{out}");
+            }
+        }
+        assert!(
+            !out.contains("aws-secret-never-logged") && !out.contains("aws-session-never-logged")
+        );
+    }
+}
+
+fn with(
+    mut env: Vec<(&'static str, String)>,
+    k: &'static str,
+    v: &str,
+) -> Vec<(&'static str, String)> {
+    env.retain(|(name, _)| *name != k);
+    env.push((k, v.to_owned()));
+    env
+}
+
+#[tokio::test]
+async fn default_permissions_mint_once_then_reuse_caches() {
+    let world = World::start().await;
+    world
+        .moto
+        .seed("/github-token-broker", "4242", &world.pem)
+        .await;
+    let mut env = world.env("/github-token-broker");
+    // The defaults are the original's: drop the parameter names.
+    env.retain(|(k, _)| !k.ends_with("_PARAM"));
+    let mut f = Function::start(&env).await;
+
+    let Outcome::Response(answer) = f.invoke(b"null").await else {
+        panic!("expected a token")
+    };
+    let issued = world.github.issued_tokens();
+    assert_eq!(issued.len(), 1);
+    assert_eq!(answer["token"], issued[0].token.as_str());
+    assert_eq!(answer["repositories"], json!(["acme/widgets"]));
+    assert_eq!(answer["permissions"], json!({"contents": "read"}));
+    let expires = answer["expires_at"].as_str().unwrap();
+    assert!(expires.ends_with('Z'), "{expires}");
+    time::OffsetDateTime::parse(expires, &time::format_description::well_known::Rfc3339).unwrap();
+    assert_eq!(
+        answer.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["expires_at", "permissions", "repositories", "token"]
+    );
+    let body = world.github.requests()[1].body.clone().unwrap();
+    assert_eq!(
+        body,
+        json!({"repositories": ["widgets"], "permissions": {"contents": "read"}})
+    );
+
+    // Warm: the installation lookup and App JWT are cached, so one GitHub call.
+    let before = world.github.call_count();
+    let Outcome::Response(second) = f.invoke(b" \n").await else {
+        panic!("expected a token")
+    };
+    assert_ne!(second["token"], answer["token"]);
+    assert_eq!(world.github.call_count() - before, 1);
+    let jwts: Vec<_> = world
+        .github
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/access_tokens"))
+        .map(|r| r.bearer.unwrap())
+        .collect();
+    assert_eq!(jwts[0], jwts[1], "the App JWT is reused");
+
+    let out = f.output();
+    assert!(out.contains("minted GitHub installation token"), "{out}");
+    let sha = tokenmint::github::InstallationToken::new(issued[0].token.as_str()).sha256_hex();
+    assert!(out.contains(&sha), "token_sha256 logged: {out}");
+    assert!(
+        out.contains("8f0c6a4e-0000-4000-8000-000000000001"),
+        "request id logged: {out}"
+    );
+    world.assert_no_secrets(&f);
+}
+
+#[tokio::test]
+async fn custom_permissions_are_requested_and_answered() {
+    let world = World::start().await;
+    world.moto.seed("/custom", "4242", &world.pem).await;
+    let env = with(
+        world.env("/custom"),
+        "GITHUB_TOKEN_BROKER_PERMISSIONS",
+        r#"{"issues":"write","contents":"read"}"#,
+    );
+    let mut f = Function::start(&env).await;
+    let Outcome::Response(answer) = f.invoke(b"").await else {
+        panic!("expected a token")
+    };
+    let expected = json!({"contents": "read", "issues": "write"});
+    assert_eq!(answer["permissions"], expected);
+    let issued = world.github.issued_tokens();
+    assert_eq!(
+        serde_json::to_value(&issued[0].permissions).unwrap(),
+        expected
+    );
+    world.assert_no_secrets(&f);
+}
+
+#[tokio::test]
+async fn every_rejected_payload_shape_fails_before_any_call() {
+    let world = World::start().await;
+    world.moto.seed("/payloads", "4242", &world.pem).await;
+    let mut f = Function::start(&world.env("/payloads")).await;
+    let shapes: &[&[u8]] = &[
+        b"{}",
+        b"[]",
+        b"\"x\"",
+        b"Null",
+        b"NULL",
+        b"null\0",
+        b"null null",
+        b"0",
+        b"true",
+        b"{\"repository\":\"other\"}",
+        b"\xff\xfe",
+        "\u{feff}null".as_bytes(),
+    ];
+    for shape in shapes {
+        let (message, kind) = f.invoke_err(shape).await;
+        assert_eq!(message, REJECTED, "{shape:?}");
+        assert_eq!(kind, "InvalidInvocationInput");
+    }
+    assert_eq!(
+        world.github.call_count(),
+        0,
+        "no GitHub call for a rejected payload"
+    );
+    // The payload never reaches the logs.
+    assert!(!f.output().contains("repository\\\":\\\"other"));
+    // And the accepted shapes still work afterwards.
+    assert!(matches!(
+        f.invoke("\u{2003}null\u{a0}\n".as_bytes()).await,
+        Outcome::Response(_)
+    ));
+    world.assert_no_secrets(&f);
+}
+
+#[tokio::test]
+async fn ssm_and_github_failures_use_the_original_messages() {
+    let world = World::start().await;
+    // Missing private key parameter.
+    world
+        .moto
+        .put("/missing/app/client-id", CLIENT_ID, false)
+        .await;
+    world
+        .moto
+        .put("/missing/app/installation-id", "4242", false)
+        .await;
+    let mut f = Function::start(&world.env("/missing")).await;
+    let (message, _) = f.invoke_err(b"null").await;
+    assert_eq!(
+        message,
+        "missing GitHub App SSM parameters: [/missing/app/private-key-pem]"
+    );
+    drop(f);
+
+    // Installation mismatch: refused before any token is minted.
+    world.moto.seed("/mismatch", "999", &world.pem).await;
+    let mut f = Function::start(&world.env("/mismatch")).await;
+    let (message, kind) = f.invoke_err(b"null").await;
+    assert_eq!(
+        message,
+        "GitHub repository installation 4242 does not match configured installation 999"
+    );
+    assert_eq!(kind, "GitHubError");
+    assert!(world.github.issued_tokens().is_empty());
+    world.assert_no_secrets(&f);
+    drop(f);
+
+    // Malformed PEM.
+    world
+        .moto
+        .seed(
+            "/badpem",
+            "4242",
+            "-----BEGIN RSA PRIVATE KEY-----\nnot base64\n-----END RSA PRIVATE KEY-----\n",
+        )
+        .await;
+    let mut f = Function::start(&world.env("/badpem")).await;
+    let (message, kind) = f.invoke_err(b"null").await;
+    assert!(
+        message.starts_with("decode GitHub App private key PEM"),
+        "{message}"
+    );
+    assert_eq!(kind, "PrivateKeyError");
+    drop(f);
+
+    // GitHub answers 403 to the token request.
+    world.moto.seed("/forbidden", "4242", &world.pem).await;
+    let mut f = Function::start(&world.env("/forbidden")).await;
+    world.github.set_fault(Fault::TokenStatus {
+        status: 403,
+        times: 1,
+    });
+    let (message, _) = f.invoke_err(b"null").await;
+    assert!(
+        message.starts_with("GitHub installation-token request failed with status 403"),
+        "{message}"
+    );
+    assert!(f.output().contains("mint GitHub installation token"));
+    world.assert_no_secrets(&f);
+}
+
+#[tokio::test]
+async fn configuration_errors_reach_the_init_error_endpoint() {
+    let world = World::start().await;
+    let cases: Vec<(Vec<(&'static str, String)>, &str)> = vec![
+        (
+            with(world.env("/x"), "GITHUB_TOKEN_BROKER_LOG_LEVEL", "verbose"),
+            "GITHUB_TOKEN_BROKER_LOG_LEVEL \"verbose\" is not a log level",
+        ),
+        (
+            with(world.env("/x"), "GITHUB_TOKEN_BROKER_REPOSITORY_OWNER", ".."),
+            "GITHUB_TOKEN_BROKER_REPOSITORY_OWNER \"..\" is invalid",
+        ),
+        (
+            with(world.env("/x"), "GITHUB_TOKEN_BROKER_PRIVATE_KEY_PARAM", "/app/*"),
+            "GITHUB_TOKEN_BROKER_PRIVATE_KEY_PARAM \"/app/*\" must be a literal absolute SSM parameter path",
+        ),
+        (
+            with(world.env("/x"), "GITHUB_TOKEN_BROKER_PERMISSIONS", r#"{"contents":"owner"}"#),
+            "GITHUB_TOKEN_BROKER_PERMISSIONS: permission `contents` does not allow level `owner`",
+        ),
+        (
+            with(world.env("/x"), "GITHUB_TOKEN_BROKER_GITHUB_API_BASE_URL", "http://api.github.com"),
+            "GITHUB_TOKEN_BROKER_GITHUB_API_BASE_URL \"http://api.github.com\" must be an absolute https URL",
+        ),
+        (
+            with(world.env("/x"), "TOKENMINT_MODE", "fast"),
+            "TOKENMINT_MODE \"fast\" is not a mode",
+        ),
+    ];
+    for (env, expected) in cases {
+        let mut f = Function::start(&env).await;
+        let (body, kind) = tokio::time::timeout(Duration::from_secs(30), f.init_errors.recv())
+            .await
+            .expect("init error posted")
+            .unwrap();
+        let message = body["errorMessage"].as_str().unwrap();
+        assert!(message.starts_with(expected), "{message}");
+        assert_eq!(kind, "Runtime.ConfigError");
+        assert_eq!(body["errorType"], "Runtime.ConfigError");
+        let status = tokio::task::spawn_blocking(move || {
+            let s = f.child.wait().unwrap();
+            (s, f)
+        })
+        .await
+        .unwrap()
+        .0;
+        assert!(
+            !status.success(),
+            "bootstrap exits non-zero after an init error"
+        );
+    }
+}
