@@ -637,3 +637,47 @@ async fn configuration_errors_reach_the_init_error_endpoint() {
         );
     }
 }
+
+/// The library's invoke handler on a controlled clock: credentials read from
+/// SSM are reused for 60 s, then read again (so a rotated key or installation
+/// takes effect within a minute).
+#[tokio::test]
+async fn credentials_are_read_again_after_sixty_seconds() {
+    use tokenmint::clock::{Clock as _, FixedClock, SystemClock};
+    use tokenmint::lambda::{Env, Invocation, InvokeHandler, LambdaConfig, Mode};
+
+    let world = World::start().await;
+    world.moto.seed("/rotate", "4242", &world.pem).await;
+    let config = LambdaConfig::from_env(&Env::from_pairs(world.env("/rotate"))).unwrap();
+    let Mode::Invoke(config) = config.mode else {
+        panic!("invoke mode expected")
+    };
+    let start = SystemClock.now();
+    let clock = Arc::new(FixedClock::new(start));
+    let handler = InvokeHandler::new(*config, clock.clone()).unwrap();
+    let invocation = |n: u32| Invocation {
+        request_id: format!("req-{n}"),
+        invoked_function_arn: None,
+        cognito_identity_id: None,
+        deadline_ms: None,
+        payload: Bytes::from_static(b"null"),
+    };
+    handler.handle(&invocation(1)).await.unwrap();
+
+    // The operator points the installation parameter elsewhere.
+    world
+        .moto
+        .put("/rotate/app/installation-id", "999", false)
+        .await;
+    clock.set(start + time::Duration::seconds(59));
+    handler
+        .handle(&invocation(2))
+        .await
+        .expect("within 60 s the cached credentials are used");
+    clock.set(start + time::Duration::seconds(61));
+    let err = handler.handle(&invocation(3)).await.unwrap_err();
+    assert_eq!(
+        err.message,
+        "GitHub repository installation 4242 does not match configured installation 999"
+    );
+}
