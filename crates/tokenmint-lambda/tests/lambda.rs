@@ -681,3 +681,69 @@ async fn credentials_are_read_again_after_sixty_seconds() {
         "GitHub repository installation 4242 does not match configured installation 999"
     );
 }
+
+/// http mode: the same binary serves the shared router over Function URL
+/// events; the mode comes from configuration, so a `null` payload is refused.
+#[tokio::test]
+async fn http_mode_serves_the_token_endpoint_over_function_url_events() {
+    use tokenmint::dev::{DevStack, DevStackOptions};
+
+    let dir = tempfile::tempdir().unwrap();
+    let stack = DevStack::start(DevStackOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        dir: dir.path().to_owned(),
+        claims: Vec::new(),
+    })
+    .await
+    .unwrap();
+    let mut f = Function::start(&[
+        ("TOKENMINT_MODE", "http".to_owned()),
+        ("TOKENMINT_CONFIG", stack.config_path.display().to_string()),
+    ])
+    .await;
+    let event = |jwt: &str| {
+        json!({
+            "version": "2.0",
+            "routeKey": "$default",
+            "rawPath": "/v1/brokers/widgets-read/token",
+            "rawQueryString": "",
+            "headers": {"authorization": format!("Bearer {jwt}"), "user-agent": "test"},
+            "requestContext": {"http": {"method": "POST", "path": "/v1/brokers/widgets-read/token", "sourceIp": "203.0.113.7"}},
+            "isBase64Encoded": false
+        })
+        .to_string()
+        .into_bytes()
+    };
+
+    let jwt = stack.issuer.mint("tokenmint", json!({})).unwrap();
+    let Outcome::Response(answer) = f.invoke(&event(&jwt)).await else {
+        panic!("expected an HTTP answer")
+    };
+    assert_eq!(answer["statusCode"], 200, "{answer}");
+    let body: Value = serde_json::from_str(answer["body"].as_str().unwrap()).unwrap();
+    let issued = stack.github.issued_tokens();
+    assert_eq!(body["token"], issued[0].token.as_str());
+    assert!(answer["headers"]["x-request-id"].is_string());
+
+    // A token for another branch is denied with the router's own 403.
+    let other = stack
+        .issuer
+        .mint("tokenmint", json!({"ref": "refs/heads/dev"}))
+        .unwrap();
+    let Outcome::Response(denied) = f.invoke(&event(&other)).await else {
+        panic!("expected an HTTP answer")
+    };
+    assert_eq!(denied["statusCode"], 403, "{denied}");
+
+    // The payload cannot switch modes.
+    let (message, kind) = f.invoke_err(b"null").await;
+    assert_eq!(kind, "InvalidEvent");
+    assert!(message.starts_with("http mode expects"), "{message}");
+
+    let out = f.output();
+    assert!(
+        !out.contains(issued[0].token.as_str()),
+        "token in output: {out}"
+    );
+    assert!(!out.contains(&jwt), "OIDC token in output: {out}");
+}
