@@ -747,3 +747,225 @@ async fn http_mode_serves_the_token_endpoint_over_function_url_events() {
     );
     assert!(!out.contains(&jwt), "OIDC token in output: {out}");
 }
+
+/// Calls a moto KMS action over awsJson (moto does not check signatures).
+async fn kms(moto: &Moto, action: &str, body: Value) -> Value {
+    let resp = reqwest::Client::new()
+        .post(&moto.url)
+        .header("content-type", "application/x-amz-json-1.1")
+        .header("x-amz-target", format!("TrentService.{action}"))
+        .header(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=AKIDTEST/20260101/us-east-1/kms/aws4_request, SignedHeaders=host, Signature=00",
+        )
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        resp.status().is_success(),
+        "KMS {action}: {}",
+        resp.status()
+    );
+    serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap()
+}
+
+/// Key custody: with a KMS key configured, the App JWT is signed by KMS
+/// (`RSASSA_PKCS1_V1_5_SHA_256`), no PEM is read from SSM, and the GitHub
+/// stand-in verifies the JWT against the KMS key's public half.
+#[tokio::test]
+async fn kms_signs_the_app_jwt_and_no_pem_is_needed() {
+    use base64::Engine as _;
+    use rsa::pkcs8::DecodePublicKey as _;
+    use rsa::traits::PublicKeyParts as _;
+
+    let moto = Moto::start().await;
+    let created = kms(
+        &moto,
+        "CreateKey",
+        json!({"KeyUsage": "SIGN_VERIFY", "KeySpec": "RSA_2048"}),
+    )
+    .await;
+    let arn = created["KeyMetadata"]["Arn"].as_str().unwrap().to_owned();
+    let public = kms(&moto, "GetPublicKey", json!({"KeyId": arn})).await;
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(public["PublicKey"].as_str().unwrap())
+        .unwrap();
+    let key = rsa::RsaPublicKey::from_public_key_der(&der).unwrap();
+    let b64 = |b: Vec<u8>| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let jwk = tokenmint::keys::RsaPublicJwk {
+        kty: "RSA",
+        kid: "kms".into(),
+        use_: "sig",
+        alg: "RS256",
+        n: b64(key.n().to_bytes_be()),
+        e: b64(key.e().to_bytes_be()),
+    };
+    let github = GithubStandIn::spawn(
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        StandInConfig {
+            app_id: CLIENT_ID.into(),
+            app_public_key: jwk,
+            installations: vec![(format!("{OWNER}/{REPO}"), INSTALLATION, 56_789)],
+        },
+    )
+    .await
+    .unwrap();
+    moto.put("/kms/app/client-id", CLIENT_ID, false).await;
+    moto.put("/kms/app/installation-id", "4242", false).await;
+
+    let env = vec![
+        ("AWS_REGION", "us-east-1".to_owned()),
+        ("AWS_ACCESS_KEY_ID", "AKIDTEST".to_owned()),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            "aws-secret-never-logged".to_owned(),
+        ),
+        // One override for both SSM and KMS.
+        ("AWS_ENDPOINT_URL", moto.url.clone()),
+        ("GITHUB_TOKEN_BROKER_REPOSITORY_OWNER", OWNER.to_owned()),
+        ("GITHUB_TOKEN_BROKER_REPOSITORY_NAME", REPO.to_owned()),
+        (
+            "GITHUB_TOKEN_BROKER_CLIENT_ID_PARAM",
+            "/kms/app/client-id".to_owned(),
+        ),
+        (
+            "GITHUB_TOKEN_BROKER_INSTALLATION_ID_PARAM",
+            "/kms/app/installation-id".to_owned(),
+        ),
+        // Deliberately absent from SSM: with KMS it is never read.
+        (
+            "GITHUB_TOKEN_BROKER_PRIVATE_KEY_PARAM",
+            "/kms/app/private-key-pem".to_owned(),
+        ),
+        (
+            "GITHUB_TOKEN_BROKER_GITHUB_API_BASE_URL",
+            github.url().to_string(),
+        ),
+        ("TOKENMINT_GITHUB_APP_KMS_KEY_ID", arn.clone()),
+    ];
+    let mut f = Function::start(&env).await;
+    let Outcome::Response(answer) = f.invoke(b"null").await else {
+        panic!("expected a token: {}", f.output())
+    };
+    assert_eq!(answer["token"], github.issued_tokens()[0].token.as_str());
+    let out = f.output();
+    assert!(
+        !out.contains(github.issued_tokens()[0].token.as_str()),
+        "{out}"
+    );
+}
+
+/// `tokenmint serve` key custody: `[github] private_key_ssm` (read once at
+/// start) and `[github] kms_key_id` (every App JWT signed by KMS) each mint
+/// through the shared router.
+#[tokio::test]
+async fn serve_reads_the_app_key_from_ssm_or_signs_with_kms() {
+    use base64::Engine as _;
+    use rsa::pkcs8::DecodePublicKey as _;
+    use rsa::traits::PublicKeyParts as _;
+    use tokenmint::clock::SystemClock;
+    use tokenmint::dev::issuer::{DevIssuer, IssuerConfig};
+    use tower::ServiceExt as _;
+
+    let world = World::start().await;
+    world
+        .moto
+        .put("/serve/private-key-pem", &world.pem, true)
+        .await;
+    let created = kms(
+        &world.moto,
+        "CreateKey",
+        json!({"KeyUsage": "SIGN_VERIFY", "KeySpec": "RSA_2048"}),
+    )
+    .await;
+    let arn = created["KeyMetadata"]["Arn"].as_str().unwrap().to_owned();
+    let public = kms(&world.moto, "GetPublicKey", json!({"KeyId": arn})).await;
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(public["PublicKey"].as_str().unwrap())
+        .unwrap();
+    let kms_key = rsa::RsaPublicKey::from_public_key_der(&der).unwrap();
+    let b64 = |b: Vec<u8>| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let kms_github = GithubStandIn::spawn(
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        StandInConfig {
+            app_id: CLIENT_ID.into(),
+            app_public_key: tokenmint::keys::RsaPublicJwk {
+                kty: "RSA",
+                kid: "kms".into(),
+                use_: "sig",
+                alg: "RS256",
+                n: b64(kms_key.n().to_bytes_be()),
+                e: b64(kms_key.e().to_bytes_be()),
+            },
+            installations: vec![(format!("{OWNER}/{REPO}"), INSTALLATION, 56_789)],
+        },
+    )
+    .await
+    .unwrap();
+    let issuer = DevIssuer::spawn(
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        IssuerConfig::new("request-token"),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let moto_url = world.moto.url.clone();
+    let env = move |name: &str| match name {
+        "AWS_REGION" => Some("us-east-1".to_owned()),
+        "AWS_ACCESS_KEY_ID" => Some("AKIDTEST".to_owned()),
+        "AWS_SECRET_ACCESS_KEY" => Some("aws-secret".to_owned()),
+        "AWS_ENDPOINT_URL" => Some(moto_url.clone()),
+        _ => None,
+    };
+
+    for (key_line, github) in [
+        (
+            r#"private_key_ssm = "/serve/private-key-pem""#.to_owned(),
+            &world.github,
+        ),
+        (format!("kms_key_id = {arn:?}"), &kms_github),
+    ] {
+        let text = format!(
+            r#"
+[audit]
+database = "sqlite://audit.db"
+[github]
+api_url = "{}"
+app_id = "{CLIENT_ID}"
+{key_line}
+[[issuer]]
+name = "dev"
+url = "{}"
+audiences = ["tokenmint"]
+[[broker]]
+name = "widgets"
+issuer = "dev"
+repository = "{OWNER}/{REPO}"
+permissions = {{ contents = "read" }}
+[broker.claims]
+repository_owner_id = "987654321"
+"#,
+            github.url(),
+            issuer.issuer_url()
+        );
+        let path = dir.path().join("tokenmint.toml");
+        let config = tokenmint::config::Config::parse(&text, &path, &env).unwrap();
+        let service = tokenmint::exchange::Service::start(Arc::new(config), Arc::new(SystemClock))
+            .await
+            .unwrap();
+        let router = tokenmint::http::router(Arc::new(service));
+        let jwt = issuer.mint("tokenmint", json!({})).unwrap();
+        let response = router
+            .oneshot(
+                axum::http::Request::post("/v1/brokers/widgets/token")
+                    .header("authorization", format!("Bearer {jwt}"))
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{key_line}");
+        assert_eq!(github.issued_tokens().len(), 1, "{key_line}");
+    }
+}

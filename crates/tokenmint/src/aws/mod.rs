@@ -5,12 +5,54 @@
 //! ([`sigv4`], checked against AWS's published test vector) and sends them
 //! with the same rustls `reqwest` client as everything else.
 
+pub mod kms;
 pub mod sigv4;
 pub mod ssm;
 
 use secrecy::{ExposeSecret as _, SecretString};
 use std::fmt;
+use std::time::Duration;
+use time::OffsetDateTime;
 use url::Url;
+
+/// Longest AWS error message quoted in our errors.
+const MAX_AWS_MESSAGE: usize = 300;
+
+/// Why an AWS API call failed. Never carries a secret or a returned value.
+#[derive(Debug, thiserror::Error)]
+pub enum AwsError {
+    /// The endpoint could not be resolved from the environment.
+    #[error(transparent)]
+    Env(#[from] AwsEnvError),
+    /// The HTTP client could not be built.
+    #[error("build AWS HTTP client")]
+    HttpClient(#[source] reqwest::Error),
+    /// No answer (connection refused, timeout, TLS failure).
+    #[error("{service} request failed: {source}")]
+    Transport {
+        /// `SSM`, `KMS`.
+        service: &'static str,
+        /// The cause.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// AWS refused the request (`AccessDeniedException`, `ValidationException`, throttling, …).
+    #[error("{code}: {message} (HTTP {status})")]
+    Aws {
+        /// The HTTP status.
+        status: u16,
+        /// AWS's error code, e.g. `AccessDeniedException`.
+        code: String,
+        /// AWS's message (cut to a few hundred characters).
+        message: String,
+    },
+    /// The answer is not the JSON expected, or is too large.
+    #[error("{service} response is not the expected JSON")]
+    Malformed {
+        /// `SSM`, `KMS`.
+        service: &'static str,
+    },
+}
 
 /// Why the AWS environment is unusable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -146,6 +188,167 @@ impl AwsEnv {
     }
 }
 
+/// One AWS JSON API (awsJson1_1): SigV4-signed `POST /` with an `X-Amz-Target`.
+#[derive(Debug, Clone)]
+pub(crate) struct JsonApi {
+    http: reqwest::Client,
+    endpoint: Url,
+    env: AwsEnv,
+    /// The signing name, e.g. `ssm`, `kms`.
+    service: &'static str,
+    /// `SSM`, `KMS`: for messages.
+    label: &'static str,
+    content_type: &'static str,
+}
+
+#[derive(serde::Deserialize)]
+struct RawError {
+    #[serde(rename = "__type", default)]
+    kind: String,
+    #[serde(alias = "Message", default)]
+    message: String,
+}
+
+impl JsonApi {
+    pub(crate) fn new(
+        env: AwsEnv,
+        service: &'static str,
+        content_type: &'static str,
+        timeout: Duration,
+    ) -> Result<Self, AwsError> {
+        let endpoint = env.endpoint(service)?;
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(timeout)
+            .timeout(timeout)
+            .build()
+            .map_err(AwsError::HttpClient)?;
+        let label = match service {
+            "ssm" => "SSM",
+            "kms" => "KMS",
+            _ => "AWS",
+        };
+        Ok(Self {
+            http,
+            endpoint,
+            env,
+            service,
+            label,
+            content_type,
+        })
+    }
+
+    /// Calls `target` with `body`, signed at `now`; the 2xx body, at most `cap` bytes.
+    pub(crate) async fn call(
+        &self,
+        target: &str,
+        body: &serde_json::Value,
+        cap: usize,
+        now: OffsetDateTime,
+    ) -> Result<bytes::Bytes, AwsError> {
+        let body = body.to_string().into_bytes();
+        let host = host_header(&self.endpoint);
+        let signed = sigv4::sign(
+            &sigv4::Request {
+                method: "POST",
+                host: &host,
+                path: "/",
+                query: "",
+                headers: &[
+                    ("content-type", self.content_type),
+                    ("x-amz-target", target),
+                ],
+                body: &body,
+            },
+            &self.env.credentials,
+            &self.env.region,
+            self.service,
+            now,
+        );
+        let malformed = AwsError::Malformed {
+            service: self.label,
+        };
+        let mut request = self
+            .http
+            .post(self.endpoint.clone())
+            .header("content-type", self.content_type)
+            .header("x-amz-target", target);
+        for (name, value) in signed {
+            let Ok(mut value) = reqwest::header::HeaderValue::try_from(value) else {
+                return Err(malformed);
+            };
+            value.set_sensitive(name != "x-amz-date");
+            request = request.header(name, value);
+        }
+        let transport = |source| AwsError::Transport {
+            service: self.label,
+            source,
+        };
+        let response = request.body(body).send().await.map_err(transport)?;
+        let status = response.status().as_u16();
+        let reply = crate::net::read_capped(response, cap)
+            .await
+            .map_err(|e| match e {
+                crate::net::CappedReadError::TooLarge => AwsError::Malformed {
+                    service: self.label,
+                },
+                crate::net::CappedReadError::Transport(e) => transport(e),
+            })?;
+        if (200..300).contains(&status) {
+            Ok(reply)
+        } else {
+            Err(aws_error(status, &reply))
+        }
+    }
+}
+
+/// The `Host` header reqwest sends for `url`: host, plus the port when it is not the default.
+fn host_header(url: &Url) -> String {
+    let host = url.host_str().unwrap_or_default();
+    match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    }
+}
+
+fn aws_error(status: u16, body: &[u8]) -> AwsError {
+    let raw: RawError = serde_json::from_slice(body).unwrap_or(RawError {
+        kind: String::new(),
+        message: String::new(),
+    });
+    // `__type` may be `com.amazonaws.ssm#AccessDeniedException`.
+    let code = raw.kind.rsplit('#').next().unwrap_or_default();
+    AwsError::Aws {
+        status,
+        code: if code.is_empty() {
+            "UnknownError".to_owned()
+        } else {
+            crate::text::printable(code, 80)
+        },
+        message: crate::text::printable(&raw.message, MAX_AWS_MESSAGE),
+    }
+}
+
+/// Whether `name` is a literal absolute SSM parameter path (`^/[A-Za-z0-9_.\-/]+$`): no wildcard, no ARN.
+pub fn is_literal_parameter_name(name: &str) -> bool {
+    name.len() > 1
+        && name.len() <= 2048
+        && name.starts_with('/')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b'/'))
+}
+
+/// Whether `key` is a literal KMS key id, key ARN, `alias/NAME` or alias ARN (no wildcard).
+pub fn is_literal_kms_key_id(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= 2048
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'/' | b'_' | b'-'))
+        && (key.starts_with("arn:aws") || key.starts_with("alias/") || !key.contains(['/', ':']))
+}
+
 /// Whether `url` may be used: https anywhere, http only on loopback.
 pub(crate) fn https_or_loopback(url: &Url) -> bool {
     match url.scheme() {
@@ -197,6 +400,18 @@ mod tests {
         ("AWS_SECRET_ACCESS_KEY", "very-secret"),
         ("AWS_SESSION_TOKEN", "session-secret"),
     ];
+
+    #[test]
+    fn aws_errors_keep_code_and_message() {
+        let e = aws_error(
+            400,
+            br#"{"__type":"com.amazonaws.ssm#AccessDeniedException","message":"not allowed"}"#,
+        );
+        assert_eq!(
+            e.to_string(),
+            "AccessDeniedException: not allowed (HTTP 400)"
+        );
+    }
 
     #[test]
     fn reads_credentials_and_default_endpoint_and_redacts() {

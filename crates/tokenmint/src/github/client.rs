@@ -6,8 +6,7 @@
 //! Upstream bodies never reach an error or a log line; neither do the App
 //! key, the App JWT or an installation token.
 
-use super::Permissions;
-use crate::keys::{KeyError, RsaSigningKey};
+use super::{AppSigner, Permissions, SignError};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret as _, SecretString};
@@ -50,8 +49,8 @@ pub struct GithubSettings {
     pub api_url: Url,
     /// The App's id or client id, used verbatim as the App JWT's `iss`.
     pub app_id: String,
-    /// The App's private key.
-    pub key: RsaSigningKey,
+    /// The App's signing key (local, or KMS).
+    pub key: AppSigner,
     /// Limit on establishing a connection.
     pub connect_timeout: Duration,
     /// Limit on one whole attempt (connect, send, and read the response).
@@ -227,8 +226,8 @@ pub enum GithubError {
         repo: String,
     },
     /// Signing the App JWT failed.
-    #[error("sign GitHub App JWT")]
-    Sign(#[source] KeyError),
+    #[error("sign GitHub App JWT: {0}")]
+    Sign(#[source] SignError),
     /// Building the request body failed.
     #[error("encode GitHub {call} request")]
     Encode {
@@ -377,7 +376,7 @@ struct Inner {
     /// The App JWT's `iss`.
     app_id: String,
     /// Signs App JWTs.
-    key: RsaSigningKey,
+    key: AppSigner,
     /// Reported in timeout errors.
     request_timeout: Duration,
     /// The current App JWT, reused until shortly before it expires.
@@ -530,7 +529,7 @@ impl GithubClient {
         let full_name = format!("{}/{}", req.owner, req.repo);
 
         // 2. The App JWT, reused while fresh.
-        let jwt = self.app_jwt(now)?;
+        let jwt = self.app_jwt(now).await?;
 
         // 3. The installation that holds this repository (binds the owner), cached.
         let installation_id = self.installation_id(req, &full_name, &jwt, now).await?;
@@ -608,9 +607,8 @@ impl GithubClient {
 
     /// The cached App JWT, or a freshly signed one when there is none, it is
     /// within a minute of `exp`, or `now` is before its `iat` (clock moved back).
-    fn app_jwt(&self, now: OffsetDateTime) -> Result<SecretString, GithubError> {
-        let mut slot = lock(&self.inner.app_jwt);
-        if let Some(cached) = slot.as_ref() {
+    async fn app_jwt(&self, now: OffsetDateTime) -> Result<SecretString, GithubError> {
+        if let Some(cached) = lock(&self.inner.app_jwt).as_ref() {
             if cached.iat <= now && now < cached.exp - JWT_REFRESH_MARGIN {
                 return Ok(cached.jwt.clone());
             }
@@ -622,13 +620,15 @@ impl GithubClient {
             exp: exp.unix_timestamp(),
             iss: &self.inner.app_id,
         };
+        // The lock is not held across the (possibly remote) signature.
         let jwt = SecretString::from(
             self.inner
                 .key
-                .sign_jwt(&claims, false)
+                .sign_jwt(&claims, now)
+                .await
                 .map_err(GithubError::Sign)?,
         );
-        *slot = Some(AppJwt {
+        *lock(&self.inner.app_jwt) = Some(AppJwt {
             jwt: jwt.clone(),
             iat,
             exp,
@@ -987,6 +987,7 @@ mod tests {
     use super::*;
     use crate::clock::{Clock as _, SystemClock};
     use crate::dev::github_standin::{Fault, GithubStandIn, StandInConfig};
+    use crate::keys::RsaSigningKey;
     use serde_json::json;
     use std::sync::OnceLock;
     use std::time::Instant;
@@ -1026,7 +1027,7 @@ mod tests {
         let client = GithubClient::new(GithubSettings {
             api_url: standin.url().join(api_path).unwrap(),
             app_id: APP_ID.into(),
-            key: key.clone(),
+            key: key.clone().into(),
             connect_timeout: Duration::from_secs(2),
             request_timeout,
         })
@@ -1199,19 +1200,19 @@ mod tests {
         );
     }
 
-    #[test]
-    fn github_app_jwt_claims_and_refresh_schedule() {
+    #[tokio::test]
+    async fn github_app_jwt_claims_and_refresh_schedule() {
         let (key, _) = app_key();
         let client = GithubClient::new(GithubSettings {
             api_url: Url::parse("https://api.github.com").unwrap(),
             app_id: APP_ID.into(),
-            key: key.clone(),
+            key: key.clone().into(),
             connect_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(1),
         })
         .unwrap();
         let t0 = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
-        let first = client.app_jwt(t0).unwrap();
+        let first = client.app_jwt(t0).await.unwrap();
         let payload = first.expose_secret().split('.').nth(1).unwrap();
         let claims: Value = serde_json::from_slice(
             &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
@@ -1224,13 +1225,13 @@ mod tests {
         );
         let at = |secs| t0 + time::Duration::seconds(secs);
         let same = |s: &SecretString| s.expose_secret() == first.expose_secret();
-        assert!(same(&client.app_jwt(at(1)).unwrap()));
-        assert!(same(&client.app_jwt(at(479)).unwrap()));
+        assert!(same(&client.app_jwt(at(1)).await.unwrap()));
+        assert!(same(&client.app_jwt(at(479)).await.unwrap()));
         // Within a minute of exp: re-signed (about every 8 minutes).
-        let second = client.app_jwt(at(480)).unwrap();
+        let second = client.app_jwt(at(480)).await.unwrap();
         assert!(!same(&second));
         // A clock that jumped back before iat also forces a new JWT.
-        let third = client.app_jwt(at(480 - 120)).unwrap();
+        let third = client.app_jwt(at(480 - 120)).await.unwrap();
         assert_ne!(third.expose_secret(), second.expose_secret());
     }
 
@@ -1399,7 +1400,7 @@ mod tests {
         let client = GithubClient::new(GithubSettings {
             api_url: Url::parse(&format!("http://{addr}")).unwrap(),
             app_id: APP_ID.into(),
-            key: key.clone(),
+            key: key.clone().into(),
             connect_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(1),
         })
@@ -1592,7 +1593,7 @@ mod tests {
         let settings = |url: &str, app_id: &str| GithubSettings {
             api_url: Url::parse(url).unwrap(),
             app_id: app_id.into(),
-            key: key.clone(),
+            key: key.clone().into(),
             connect_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(1),
         };

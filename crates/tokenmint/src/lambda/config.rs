@@ -29,6 +29,8 @@ pub const PRIVATE_KEY_PARAM_VAR: &str = "GITHUB_TOKEN_BROKER_PRIVATE_KEY_PARAM";
 pub const API_BASE_URL_VAR: &str = "GITHUB_TOKEN_BROKER_GITHUB_API_BASE_URL";
 /// invoke mode: log level.
 pub const LOG_LEVEL_VAR: &str = "GITHUB_TOKEN_BROKER_LOG_LEVEL";
+/// invoke mode (tokenmint only): sign App JWTs with this KMS key instead of a PEM from SSM.
+pub const KMS_KEY_VAR: &str = "TOKENMINT_GITHUB_APP_KMS_KEY_ID";
 
 const DEFAULT_PERMISSIONS: &str = r#"{"contents":"read"}"#;
 const DEFAULT_CLIENT_ID_PARAM: &str = "/github-token-broker/app/client-id";
@@ -104,6 +106,9 @@ pub enum ConfigError {
         /// The value, quoted.
         value: String,
     },
+    /// The KMS key is not a literal key id, key ARN or alias.
+    #[error("TOKENMINT_GITHUB_APP_KMS_KEY_ID {0} must be a literal KMS key id, key ARN, alias/NAME or alias ARN (no wildcard)")]
+    KmsKey(String),
     /// An unknown log level (the original silently used `info`).
     #[error("{var} {value} is not a log level; use debug, info, warn or error")]
     LogLevel {
@@ -180,6 +185,9 @@ pub struct InvokeConfig {
     pub permissions: Permissions,
     /// Where the App's credentials are in SSM.
     pub parameters: SsmParameterNames,
+    /// When set, App JWTs are signed by this KMS key and the private-key
+    /// parameter is not read.
+    pub kms_key_id: Option<String>,
     /// GitHub's REST API root.
     pub api_url: Url,
     /// Region, credentials and endpoints for SSM.
@@ -255,12 +263,14 @@ fn invoke_config(env: &Env) -> Result<InvokeConfig, ConfigError> {
         private_key: parameter_path(env, PRIVATE_KEY_PARAM_VAR, DEFAULT_PRIVATE_KEY_PARAM)?,
     };
     let api_url = api_base_url(env.get(API_BASE_URL_VAR).unwrap_or(DEFAULT_API_BASE_URL))?;
+    let kms_key_id = env.get(KMS_KEY_VAR).map(kms_key_id).transpose()?;
     let aws = AwsEnv::from_env(|name| env.get(name).map(str::to_owned))?;
     Ok(InvokeConfig {
         owner,
         repo,
         permissions,
         parameters,
+        kms_key_id,
         api_url,
         aws,
     })
@@ -308,12 +318,7 @@ fn permissions(raw: &str) -> Result<Permissions, ConfigError> {
 
 fn parameter_path(env: &Env, var: &'static str, default: &str) -> Result<String, ConfigError> {
     let value = env.get(var).unwrap_or(default);
-    let valid = value.len() > 1
-        && value.len() <= 2048
-        && value.starts_with('/')
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b'/'));
+    let valid = crate::aws::is_literal_parameter_name(value);
     if valid {
         Ok(value.to_owned())
     } else {
@@ -321,6 +326,14 @@ fn parameter_path(env: &Env, var: &'static str, default: &str) -> Result<String,
             var,
             value: crate::text::quote(value, MAX_ECHO),
         })
+    }
+}
+
+fn kms_key_id(raw: &str) -> Result<String, ConfigError> {
+    if crate::aws::is_literal_kms_key_id(raw) {
+        Ok(raw.to_owned())
+    } else {
+        Err(ConfigError::KmsKey(crate::text::quote(raw, MAX_ECHO)))
     }
 }
 
@@ -522,6 +535,26 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn kms_key_is_a_literal_key_or_alias() {
+        for ok in [
+            "1234abcd-12ab-34cd-56ef-1234567890ab",
+            "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+            "alias/github-app",
+            "arn:aws:kms:us-east-1:123456789012:alias/github-app",
+        ] {
+            let c = invoke(with(&[(KMS_KEY_VAR, ok)]).unwrap());
+            assert_eq!(c.kms_key_id.as_deref(), Some(ok));
+        }
+        for bad in ["alias/*", "arn:aws:kms:*:*:key/*", "key id", "x/y"] {
+            assert!(
+                matches!(with(&[(KMS_KEY_VAR, bad)]), Err(ConfigError::KmsKey(_))),
+                "{bad}"
+            );
+        }
+        assert_eq!(invoke(with(&[]).unwrap()).kms_key_id, None);
     }
 
     #[test]

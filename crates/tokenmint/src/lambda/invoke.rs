@@ -14,9 +14,12 @@
 use super::config::InvokeConfig;
 use super::payload;
 use super::runtime::{Invocation, InvocationError};
+use crate::aws::kms::KmsSigner;
 use crate::aws::ssm::{SsmClient, SsmError};
 use crate::clock::Clock;
-use crate::github::{GithubClient, GithubError, GithubSettings, MintRequest, MintedToken};
+use crate::github::{
+    AppSigner, GithubClient, GithubError, GithubSettings, MintRequest, MintedToken,
+};
 use crate::keys::{KeyError, RsaSigningKey};
 use secrecy::{ExposeSecret as _, SecretString};
 use sha2::{Digest as _, Sha256};
@@ -92,6 +95,8 @@ struct CachedApp {
 pub struct InvokeHandler {
     config: InvokeConfig,
     ssm: SsmClient,
+    /// Signs App JWTs when a KMS key is configured (the PEM parameter is then not read).
+    kms: Option<KmsSigner>,
     clock: Arc<dyn Clock>,
     /// One invocation runs at a time per Lambda environment; the lock also
     /// keeps two refreshes from racing.
@@ -120,9 +125,15 @@ impl InvokeHandler {
     /// Builds the handler (no network calls: SSM is read on first invocation).
     pub fn new(config: InvokeConfig, clock: Arc<dyn Clock>) -> Result<Self, SsmError> {
         let ssm = SsmClient::new(config.aws.clone(), SSM_TIMEOUT)?;
+        let kms = config
+            .kms_key_id
+            .clone()
+            .map(|key| KmsSigner::new(config.aws.clone(), key, SSM_TIMEOUT))
+            .transpose()?;
         Ok(Self {
             config,
             ssm,
+            kms,
             clock,
             app: tokio::sync::Mutex::new(None),
         })
@@ -226,14 +237,19 @@ impl InvokeHandler {
         now: OffsetDateTime,
     ) -> Result<CachedApp, InvokeError> {
         let names = &self.config.parameters;
-        let wanted = [
-            names.client_id.as_str(),
-            names.installation_id.as_str(),
-            names.private_key.as_str(),
-        ];
+        // With a KMS key, the private key is not in SSM at all.
+        let wanted = if self.kms.is_some() {
+            &[names.client_id.as_str(), names.installation_id.as_str()][..]
+        } else {
+            &[
+                names.client_id.as_str(),
+                names.installation_id.as_str(),
+                names.private_key.as_str(),
+            ][..]
+        };
         let reply = self
             .ssm
-            .get_parameters(&wanted, now)
+            .get_parameters(wanted, now)
             .await
             .map_err(InvokeError::Ssm)?;
         if !reply.invalid.is_empty() {
@@ -250,7 +266,10 @@ impl InvokeHandler {
         };
         let client_id = value(&names.client_id)?;
         let installation_id = value(&names.installation_id)?;
-        let pem = value(&names.private_key)?;
+        let pem = match self.kms {
+            Some(_) => SecretString::from(String::new()),
+            None => value(&names.private_key)?,
+        };
         let client_id = client_id.expose_secret().trim().to_owned();
         let installation_id: u64 = installation_id
             .expose_secret()
@@ -269,7 +288,10 @@ impl InvokeHandler {
         let client = match previous {
             Some(p) if p.fingerprint == fingerprint => p.client,
             _ => {
-                let key = RsaSigningKey::from_pem(pem.expose_secret().as_bytes())?;
+                let key: AppSigner = match &self.kms {
+                    Some(kms) => kms.clone().into(),
+                    None => RsaSigningKey::from_pem(pem.expose_secret().as_bytes())?.into(),
+                };
                 GithubClient::new(GithubSettings {
                     api_url: self.config.api_url.clone(),
                     app_id: client_id,

@@ -27,7 +27,7 @@ pub enum InitError {
     Config(#[from] ConfigError),
     /// The SSM client (invoke mode).
     #[error("set up SSM: {0}")]
-    Ssm(#[from] crate::aws::ssm::SsmError),
+    Ssm(#[from] crate::aws::AwsError),
     /// The tokenmint config file (http mode).
     #[error("load TOKENMINT_CONFIG: {0}")]
     TokenmintConfig(#[from] crate::config::ConfigError),
