@@ -969,3 +969,71 @@ repository_owner_id = "987654321"
         assert_eq!(github.issued_tokens().len(), 1, "{key_line}");
     }
 }
+
+/// Our SigV4 signature of an SSM request equals botocore's (the AWS SDK for
+/// Python), session token and non-default port included: moto does not check
+/// signatures, so this is what keeps the signer honest beyond AWS's test vector.
+#[test]
+fn sigv4_matches_botocore() {
+    use secrecy::SecretString;
+    use tokenmint::aws::sigv4::{sign, Request};
+    use tokenmint::aws::AwsCredentials;
+
+    let body = br#"{"Names":["/github-token-broker/app/client-id"],"WithDecryption":true}"#;
+    let script = r#"
+import sys
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+body = sys.argv[1].encode()
+req = AWSRequest(method="POST", url="http://127.0.0.1:4566/", data=body, headers={
+    "Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "AmazonSSM.GetParameters"})
+auth = SigV4Auth(Credentials("AKIDTEST", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "session/token+=="), "ssm", "eu-west-1")
+req.context["timestamp"] = "20260101T120000Z"
+req.headers["X-Amz-Date"] = "20260101T120000Z"
+req.headers["X-Amz-Security-Token"] = "session/token+=="
+print(auth.signature(auth.string_to_sign(req, auth.canonical_request(req)), req))
+"#;
+    let out = Command::new(aws_venv().join("bin/python"))
+        .args(["-c", script, std::str::from_utf8(body).unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let expected = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+
+    let headers = sign(
+        &Request {
+            method: "POST",
+            host: "127.0.0.1:4566",
+            path: "/",
+            query: "",
+            headers: &[
+                ("content-type", "application/x-amz-json-1.1"),
+                ("x-amz-target", "AmazonSSM.GetParameters"),
+            ],
+            body,
+        },
+        &AwsCredentials {
+            access_key_id: "AKIDTEST".into(),
+            secret_access_key: SecretString::from("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"),
+            session_token: Some(SecretString::from("session/token+==")),
+        },
+        "eu-west-1",
+        "ssm",
+        time::macros::datetime!(2026-01-01 12:00:00 UTC),
+    );
+    let authorization = &headers
+        .iter()
+        .find(|(k, _)| *k == "authorization")
+        .unwrap()
+        .1;
+    assert_eq!(
+        authorization.rsplit("Signature=").next().unwrap(),
+        expected,
+        "{authorization}"
+    );
+}
