@@ -97,6 +97,8 @@ struct RawGithub {
     app_id: String,
     private_key_file: Option<PathBuf>,
     private_key_env: Option<String>,
+    private_key_ssm: Option<String>,
+    kms_key_id: Option<String>,
     max_concurrent_requests: Option<usize>,
     max_queue_wait_ms: Option<u64>,
 }
@@ -211,8 +213,8 @@ pub struct GithubConfig {
     pub api_url: Url,
     /// App ID or client ID: the App JWT's `iss`.
     pub app_id: String,
-    /// The App's private key, loaded and parsed.
-    pub key: RsaSigningKey,
+    /// Where the App's key is: loaded and parsed, or where to fetch or use it.
+    pub key: AppKeySource,
     /// GitHub calls in flight at once, across all exchanges.
     pub max_concurrent_requests: usize,
     /// How long an exchange waits for a free call slot before it is refused (503).
@@ -229,6 +231,23 @@ pub struct LimitsConfig {
     pub per_subject: Quota,
     /// At most this many subject buckets are kept in memory.
     pub max_subjects: usize,
+}
+
+/// Where the App's private key comes from (`private_key_file`,
+/// `private_key_env`, `private_key_ssm` or `kms_key_id`).
+#[derive(Debug, Clone)]
+pub enum AppKeySource {
+    /// A PEM from a file or an environment variable, already parsed.
+    Pem(RsaSigningKey),
+    /// A SecureString parameter, read (with decryption) when the service starts.
+    Ssm {
+        /// The literal parameter name.
+        parameter: String,
+        /// Region and credentials from the standard AWS variables.
+        aws: Box<crate::aws::AwsEnv>,
+    },
+    /// An asymmetric KMS key that signs every App JWT; the key never leaves KMS.
+    Kms(Box<crate::aws::kms::KmsSigner>),
 }
 
 impl fmt::Debug for GithubConfig {
@@ -388,10 +407,10 @@ const DEFAULT_SUBJECT_BURST: u32 = 300;
 const DEFAULT_MAX_SUBJECTS: usize = 100_000;
 const MAX_MAX_SUBJECTS: usize = 10_000_000;
 /// Default cap on concurrent GitHub calls, and the highest accepted.
-const DEFAULT_GITHUB_CONCURRENCY: usize = 32;
+pub const DEFAULT_GITHUB_CONCURRENCY: usize = 32;
 const MAX_GITHUB_CONCURRENCY: usize = 4096;
 /// Default wait for a GitHub call slot, and the longest accepted.
-const DEFAULT_GITHUB_QUEUE_WAIT_MS: u64 = 2000;
+pub const DEFAULT_GITHUB_QUEUE_WAIT_MS: u64 = 2000;
 const MAX_GITHUB_QUEUE_WAIT_MS: u64 = 30_000;
 
 impl Config {
@@ -577,34 +596,6 @@ impl Validator<'_> {
         if app_id.is_empty() || app_id.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(self.invalid(&format!("{entry} app_id"), "set app_id to the GitHub App's ID (e.g. \"123456\") or client ID (e.g. \"Iv23li...\")"));
         }
-        let pem = match (raw.private_key_file, raw.private_key_env) {
-            (Some(file), None) => {
-                let file = self.base.join(file);
-                std::fs::read(&file).map_err(|e| {
-                    self.invalid(
-                        &format!("{entry} private_key_file"),
-                        format!("cannot read {}: {e}; point private_key_file at the App's PEM key", file.display()),
-                    )
-                })?
-            }
-            (None, Some(var)) => env(&var)
-                .filter(|v| !v.trim().is_empty())
-                .map(String::into_bytes)
-                .ok_or_else(|| {
-                    self.invalid(
-                        &format!("{entry} private_key_env"),
-                        format!("environment variable {var} is unset or empty; export the App's PEM key in it"),
-                    )
-                })?,
-            (Some(_), Some(_)) => {
-                return Err(self.invalid(entry, "set only one of private_key_file and private_key_env"))
-            }
-            (None, None) => {
-                return Err(self.invalid(entry, "no App private key; set private_key_file (a PEM file) or private_key_env (a variable holding the PEM)"))
-            }
-        };
-        let key = RsaSigningKey::from_pem(&pem)
-            .map_err(|e| self.invalid(&format!("{entry} private key"), e.to_string()))?;
         let max_concurrent_requests = raw
             .max_concurrent_requests
             .unwrap_or(DEFAULT_GITHUB_CONCURRENCY);
@@ -623,6 +614,84 @@ impl Validator<'_> {
                 format!("{max_queue_wait_ms} is out of range; use 1 to {MAX_GITHUB_QUEUE_WAIT_MS} milliseconds (default {DEFAULT_GITHUB_QUEUE_WAIT_MS})"),
             ));
         }
+        let sources = [
+            raw.private_key_file.is_some(),
+            raw.private_key_env.is_some(),
+            raw.private_key_ssm.is_some(),
+            raw.kms_key_id.is_some(),
+        ];
+        match sources.iter().filter(|s| **s).count() {
+            0 => return Err(self.invalid(entry, "no App private key; set one of private_key_file (a PEM file), private_key_env (a variable holding the PEM), private_key_ssm (an SSM SecureString) or kms_key_id (a KMS signing key)")),
+            1 => {}
+            _ => return Err(self.invalid(entry, "set only one of private_key_file, private_key_env, private_key_ssm and kms_key_id")),
+        }
+        let aws = |field: &str| {
+            crate::aws::AwsEnv::from_env(env)
+                .map_err(|e| self.invalid(&format!("{entry} {field}"), e.to_string()))
+        };
+        if let Some(parameter) = raw.private_key_ssm {
+            if !crate::aws::is_literal_parameter_name(&parameter) {
+                return Err(self.invalid(&format!("{entry} private_key_ssm"), format!("{parameter:?} must be a literal absolute SSM parameter path such as /github-app/private-key-pem (no wildcard, no ARN)")));
+            }
+            return Ok(GithubConfig {
+                api_url,
+                app_id,
+                key: AppKeySource::Ssm {
+                    parameter,
+                    aws: Box::new(aws("private_key_ssm")?),
+                },
+                max_concurrent_requests,
+                max_queue_wait: Duration::from_millis(max_queue_wait_ms),
+            });
+        }
+        if let Some(key_id) = raw.kms_key_id {
+            if !crate::aws::is_literal_kms_key_id(&key_id) {
+                return Err(self.invalid(&format!("{entry} kms_key_id"), format!("{key_id:?} must be a literal KMS key id, key ARN, alias/NAME or alias ARN (no wildcard)")));
+            }
+            let signer = crate::aws::kms::KmsSigner::new(
+                aws("kms_key_id")?,
+                key_id,
+                std::time::Duration::from_secs(5),
+            )
+            .map_err(|e| self.invalid(&format!("{entry} kms_key_id"), e.to_string()))?;
+            return Ok(GithubConfig {
+                api_url,
+                app_id,
+                key: AppKeySource::Kms(Box::new(signer)),
+                max_concurrent_requests,
+                max_queue_wait: Duration::from_millis(max_queue_wait_ms),
+            });
+        }
+        let pem = match (raw.private_key_file, raw.private_key_env) {
+            (Some(file), _) => {
+                let file = self.base.join(file);
+                std::fs::read(&file).map_err(|e| {
+                    self.invalid(
+                        &format!("{entry} private_key_file"),
+                        format!(
+                            "cannot read {}: {e}; point private_key_file at the App's PEM key",
+                            file.display()
+                        ),
+                    )
+                })?
+            }
+            (None, var) => {
+                let var = var.unwrap_or_default();
+                env(&var)
+                .filter(|v| !v.trim().is_empty())
+                .map(String::into_bytes)
+                .ok_or_else(|| {
+                    self.invalid(
+                        &format!("{entry} private_key_env"),
+                        format!("environment variable {var} is unset or empty; export the App's PEM key in it"),
+                    )
+                })?
+            }
+        };
+        let key = AppKeySource::Pem(
+            RsaSigningKey::from_pem(&pem)
+                .map_err(|e| self.invalid(&format!("{entry} private key"), e.to_string()))?,
+        );
         Ok(GithubConfig {
             api_url,
             app_id,

@@ -22,9 +22,12 @@
 //! - [`dev`]: the local OIDC issuer and GitHub API stand-in behind `tokenmint dev` and the tests.
 //! - [`keys`]: RSA signing keys and compact JWS signing.
 //! - [`client`]: the CI-side client behind `tokenmint exchange`.
+//! - [`lambda`]: the AWS Lambda function: github-token-broker compatible invoke mode, http mode over the shared router, the Runtime API loop.
+//! - [`aws`]: AWS credentials and endpoints from the environment, SigV4 signing, the SSM client.
 //! - [`clock`]: the one place that reads the wall clock.
 
 pub mod audit;
+pub mod aws;
 pub mod client;
 pub mod clock;
 pub mod config;
@@ -35,6 +38,7 @@ pub mod github;
 pub mod http;
 pub mod iam;
 pub mod keys;
+pub mod lambda;
 pub mod limits;
 pub mod lint;
 pub mod logging;

@@ -686,3 +686,49 @@ fn zero_or_bad_limits_are_refused_with_clear_messages() {
         assert!(e.contains("out of range"), "{bad}: {e}");
     }
 }
+
+#[test]
+fn ssm_and_kms_key_sources_are_literal_and_exclusive() {
+    let with = |line: &str| GOOD.replace("private_key_env = \"APP_KEY\"", line);
+    let aws = |name: &str| match name {
+        "AWS_REGION" => Some("eu-west-1".to_owned()),
+        "AWS_ACCESS_KEY_ID" => Some("AKID".to_owned()),
+        "AWS_SECRET_ACCESS_KEY" => Some("s".to_owned()),
+        _ => env(name),
+    };
+    let parse_aws = |text: &str| Config::parse(text, Path::new("/etc/t.toml"), &aws);
+
+    let c = parse_aws(&with("private_key_ssm = \"/github-app/private-key-pem\"")).unwrap();
+    assert!(matches!(
+        &c.github.key,
+        crate::config::AppKeySource::Ssm { parameter, .. } if parameter == "/github-app/private-key-pem"
+    ));
+    let c = parse_aws(&with("kms_key_id = \"alias/github-app\"")).unwrap();
+    assert!(matches!(c.github.key, crate::config::AppKeySource::Kms(_)));
+
+    for (line, expected) in [
+        (
+            "private_key_ssm = \"/app/*\"",
+            "must be a literal absolute SSM parameter path",
+        ),
+        (
+            "private_key_ssm = \"arn:aws:ssm:eu-west-1:1:parameter/k\"",
+            "must be a literal absolute SSM parameter path",
+        ),
+        ("kms_key_id = \"alias/*\"", "must be a literal KMS key id"),
+        (
+            "kms_key_id = \"alias/a\"\nprivate_key_ssm = \"/k\"",
+            "set only one of",
+        ),
+        (
+            "private_key_env = \"APP_KEY\"\nkms_key_id = \"alias/a\"",
+            "set only one of",
+        ),
+    ] {
+        let e = parse_aws(&with(line)).unwrap_err().to_string();
+        assert!(e.contains(expected), "{line}: {e}");
+    }
+    // Without AWS credentials in the environment, the source cannot be used.
+    let e = err(&with("kms_key_id = \"alias/github-app\""));
+    assert!(e.contains("AWS_REGION is not set"), "{e}");
+}

@@ -246,6 +246,52 @@ pub enum StartError {
     /// The HTTP client for issuers could not be built.
     #[error("build the issuer HTTP client: {0}")]
     Oidc(#[from] crate::oidc::FetchError),
+    /// `[github] private_key_ssm` could not be read.
+    #[error("read the GitHub App private key from SSM: {0}")]
+    AppKeySsm(#[source] crate::aws::AwsError),
+    /// `[github] private_key_ssm` is missing, empty, or not an RSA key.
+    #[error("[github] private_key_ssm {parameter}: {reason}")]
+    AppKeyParameter {
+        /// The parameter name.
+        parameter: String,
+        /// What is wrong and what to do.
+        reason: String,
+    },
+}
+
+/// The App's signer for `source`: a PEM already parsed, a SecureString read
+/// now (once, at start), or a KMS key.
+async fn app_signer(
+    source: &crate::config::AppKeySource,
+    now: time::OffsetDateTime,
+) -> Result<crate::github::AppSigner, StartError> {
+    use crate::config::AppKeySource;
+    use secrecy::ExposeSecret as _;
+    match source {
+        AppKeySource::Pem(key) => Ok(key.clone().into()),
+        AppKeySource::Kms(signer) => Ok(crate::github::AppSigner::Kms(signer.clone())),
+        AppKeySource::Ssm { parameter, aws } => {
+            let ssm = crate::aws::ssm::SsmClient::new((**aws).clone(), GITHUB_CONNECT_TIMEOUT)
+                .map_err(StartError::AppKeySsm)?;
+            let reply = ssm
+                .get_parameters(&[parameter.as_str()], now)
+                .await
+                .map_err(StartError::AppKeySsm)?;
+            let err = |reason: String| StartError::AppKeyParameter {
+                parameter: parameter.clone(),
+                reason,
+            };
+            let value = reply
+                .found
+                .iter()
+                .find(|p| &p.name == parameter)
+                .filter(|p| !p.value.expose_secret().trim().is_empty())
+                .ok_or_else(|| err("the parameter is missing or empty (or this role may not read it); store the App's PEM key there as a SecureString".into()))?;
+            let key = crate::keys::RsaSigningKey::from_pem(value.value.expose_secret().as_bytes())
+                .map_err(|e| err(e.to_string()))?;
+            Ok(key.into())
+        }
+    }
 }
 
 /// Everything an exchange needs, built once at start.
@@ -272,7 +318,7 @@ impl Service {
         let github = GithubClient::new(GithubSettings {
             api_url: config.github.api_url.clone(),
             app_id: config.github.app_id.clone(),
-            key: config.github.key.clone(),
+            key: app_signer(&config.github.key, clock.now()).await?,
             connect_timeout: GITHUB_CONNECT_TIMEOUT,
             request_timeout: GITHUB_REQUEST_TIMEOUT,
             max_concurrent_requests: config.github.max_concurrent_requests,

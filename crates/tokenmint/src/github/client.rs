@@ -17,8 +17,7 @@
 //! Revocations skip both: they are rare, and a token in hand must be revoked
 //! whenever possible.
 
-use super::Permissions;
-use crate::keys::{KeyError, RsaSigningKey};
+use super::{AppSigner, Permissions, SignError};
 use crate::metrics::{CallResult, GithubMetrics};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
@@ -71,8 +70,8 @@ pub struct GithubSettings {
     pub api_url: Url,
     /// The App's id or client id, used verbatim as the App JWT's `iss`.
     pub app_id: String,
-    /// The App's private key.
-    pub key: RsaSigningKey,
+    /// The App's signing key (local, or KMS).
+    pub key: AppSigner,
     /// Limit on establishing a connection.
     pub connect_timeout: Duration,
     /// Limit on one whole attempt (connect, send, and read the response).
@@ -252,8 +251,8 @@ pub enum GithubError {
         repo: String,
     },
     /// Signing the App JWT failed.
-    #[error("sign GitHub App JWT")]
-    Sign(#[source] KeyError),
+    #[error("sign GitHub App JWT: {0}")]
+    Sign(#[source] SignError),
     /// Building the request body failed.
     #[error("encode GitHub {call} request")]
     Encode {
@@ -318,6 +317,17 @@ pub enum GithubError {
         line: usize,
         /// Where decoding failed.
         column: usize,
+    },
+    /// The repository's installation is not the one configured: minting would
+    /// act for another owner's installation.
+    #[error(
+        "GitHub repository installation {found} does not match configured installation {expected}"
+    )]
+    InstallationMismatch {
+        /// The installation GitHub reports for the repository.
+        found: u64,
+        /// The installation configured.
+        expected: u64,
     },
     /// The token answer had no (or an empty) `token`.
     #[error("GitHub installation-token response did not include a token")]
@@ -406,7 +416,7 @@ struct Inner {
     /// The App JWT's `iss`.
     app_id: String,
     /// Signs App JWTs.
-    key: RsaSigningKey,
+    key: AppSigner,
     /// Reported in timeout errors.
     request_timeout: Duration,
     /// The current App JWT, reused until shortly before it expires.
@@ -637,15 +647,46 @@ impl GithubClient {
         req: &MintRequest<'_>,
         now: OffsetDateTime,
     ) -> Result<MintedToken, GithubError> {
+        self.mint_checked(req, None, now).await
+    }
+
+    /// [`GithubClient::mint`], refusing (before any token is minted) when the
+    /// repository's installation is not `installation_id`: this binds the
+    /// owner, so a same-named repository under another installation is never
+    /// minted for.
+    pub async fn mint_in_installation(
+        &self,
+        req: &MintRequest<'_>,
+        installation_id: u64,
+        now: OffsetDateTime,
+    ) -> Result<MintedToken, GithubError> {
+        self.mint_checked(req, Some(installation_id), now).await
+    }
+
+    async fn mint_checked(
+        &self,
+        req: &MintRequest<'_>,
+        expected_installation: Option<u64>,
+        now: OffsetDateTime,
+    ) -> Result<MintedToken, GithubError> {
         // 1. Validate the coordinates before they go anywhere near a URL.
         validate_name(req.owner, req.repo)?;
         let full_name = format!("{}/{}", req.owner, req.repo);
 
         // 2. The App JWT, reused while fresh.
-        let jwt = self.app_jwt(now)?;
+        let jwt = self.app_jwt(now).await?;
 
         // 3. The installation that holds this repository (binds the owner), cached.
         let installation_id = self.installation_id(req, &full_name, &jwt, now).await?;
+        if let Some(expected) = expected_installation {
+            if installation_id != expected {
+                self.forget_installation(&full_name, installation_id);
+                return Err(GithubError::InstallationMismatch {
+                    found: installation_id,
+                    expected,
+                });
+            }
+        }
 
         // 4. Ask for a token restricted to the repository AND the permissions:
         //    omitting either would grant everything the installation has.
@@ -719,9 +760,8 @@ impl GithubClient {
 
     /// The cached App JWT, or a freshly signed one when there is none, it is
     /// within a minute of `exp`, or `now` is before its `iat` (clock moved back).
-    fn app_jwt(&self, now: OffsetDateTime) -> Result<SecretString, GithubError> {
-        let mut slot = lock(&self.inner.app_jwt);
-        if let Some(cached) = slot.as_ref() {
+    async fn app_jwt(&self, now: OffsetDateTime) -> Result<SecretString, GithubError> {
+        if let Some(cached) = lock(&self.inner.app_jwt).as_ref() {
             if cached.iat <= now && now < cached.exp - JWT_REFRESH_MARGIN {
                 return Ok(cached.jwt.clone());
             }
@@ -733,13 +773,15 @@ impl GithubClient {
             exp: exp.unix_timestamp(),
             iss: &self.inner.app_id,
         };
+        // The lock is not held across the (possibly remote) signature.
         let jwt = SecretString::from(
             self.inner
                 .key
-                .sign_jwt(&claims, false)
+                .sign_jwt(&claims, now)
+                .await
                 .map_err(GithubError::Sign)?,
         );
-        *slot = Some(AppJwt {
+        *lock(&self.inner.app_jwt) = Some(AppJwt {
             jwt: jwt.clone(),
             iat,
             exp,
@@ -1154,6 +1196,7 @@ mod tests {
     use super::*;
     use crate::clock::{Clock as _, SystemClock};
     use crate::dev::github_standin::{Fault, GithubStandIn, StandInConfig};
+    use crate::keys::RsaSigningKey;
     use serde_json::json;
     use std::sync::OnceLock;
     use std::time::Instant;
@@ -1193,7 +1236,7 @@ mod tests {
         let client = GithubClient::new(GithubSettings {
             api_url: standin.url().join(api_path).unwrap(),
             app_id: APP_ID.into(),
-            key: key.clone(),
+            key: key.clone().into(),
             connect_timeout: Duration::from_secs(2),
             request_timeout,
             max_concurrent_requests: 32,
@@ -1368,13 +1411,13 @@ mod tests {
         );
     }
 
-    #[test]
-    fn github_app_jwt_claims_and_refresh_schedule() {
+    #[tokio::test]
+    async fn github_app_jwt_claims_and_refresh_schedule() {
         let (key, _) = app_key();
         let client = GithubClient::new(GithubSettings {
             api_url: Url::parse("https://api.github.com").unwrap(),
             app_id: APP_ID.into(),
-            key: key.clone(),
+            key: key.clone().into(),
             connect_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(1),
             max_concurrent_requests: 32,
@@ -1382,7 +1425,7 @@ mod tests {
         })
         .unwrap();
         let t0 = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
-        let first = client.app_jwt(t0).unwrap();
+        let first = client.app_jwt(t0).await.unwrap();
         let payload = first.expose_secret().split('.').nth(1).unwrap();
         let claims: Value = serde_json::from_slice(
             &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
@@ -1395,13 +1438,13 @@ mod tests {
         );
         let at = |secs| t0 + time::Duration::seconds(secs);
         let same = |s: &SecretString| s.expose_secret() == first.expose_secret();
-        assert!(same(&client.app_jwt(at(1)).unwrap()));
-        assert!(same(&client.app_jwt(at(479)).unwrap()));
+        assert!(same(&client.app_jwt(at(1)).await.unwrap()));
+        assert!(same(&client.app_jwt(at(479)).await.unwrap()));
         // Within a minute of exp: re-signed (about every 8 minutes).
-        let second = client.app_jwt(at(480)).unwrap();
+        let second = client.app_jwt(at(480)).await.unwrap();
         assert!(!same(&second));
         // A clock that jumped back before iat also forces a new JWT.
-        let third = client.app_jwt(at(480 - 120)).unwrap();
+        let third = client.app_jwt(at(480 - 120)).await.unwrap();
         assert_ne!(third.expose_secret(), second.expose_secret());
     }
 
@@ -1570,7 +1613,7 @@ mod tests {
         let client = GithubClient::new(GithubSettings {
             api_url: Url::parse(&format!("http://{addr}")).unwrap(),
             app_id: APP_ID.into(),
-            key: key.clone(),
+            key: key.clone().into(),
             connect_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(1),
             max_concurrent_requests: 32,
@@ -1765,7 +1808,7 @@ mod tests {
         let settings = |url: &str, app_id: &str| GithubSettings {
             api_url: Url::parse(url).unwrap(),
             app_id: app_id.into(),
-            key: key.clone(),
+            key: key.clone().into(),
             connect_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(1),
             max_concurrent_requests: 32,
@@ -2049,7 +2092,7 @@ mod tests {
         let client = GithubClient::new(GithubSettings {
             api_url: f.standin.url(),
             app_id: APP_ID.into(),
-            key: key.clone(),
+            key: key.clone().into(),
             connect_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(5),
             max_concurrent_requests: 1,

@@ -2,9 +2,11 @@
 
 mod client;
 mod permissions;
+mod signer;
 
 pub use client::{
     Call, GithubClient, GithubError, GithubSettings, InstallationToken, MintRequest, MintedToken,
     Rejection,
 };
 pub use permissions::{Level, PermissionError, Permissions};
+pub use signer::{AppSigner, SignError};
