@@ -1883,7 +1883,9 @@ mod tests {
         // callsites before this thread's subscriber existed; recompute.
         tracing::callsite::rebuild_interest_cache();
 
-        let f = fixture_with(Duration::from_millis(300), "").await;
+        // Long enough that a busy machine does not turn the 500 (which must be
+        // retried and logged) into a timeout; the 2 s delay still times out.
+        let f = fixture_with(Duration::from_millis(1000), "").await;
         let mut errors = Vec::new();
         let mut tokens = Vec::new();
         // Success, then every failure path that holds a token or a JWT.
