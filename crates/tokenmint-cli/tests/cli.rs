@@ -624,8 +624,10 @@ fn check_config_accepts_good_and_names_problems() {
         "{}",
         text(&out.stdout)
     );
+    // The dev config's preset role is listed.
     assert!(
-        !text(&out.stdout).contains("role "),
+        text(&out.stdout)
+            .contains("role arn:aws:iam::123456789012:role/tokenmint-dev (trust policy "),
         "{}",
         text(&out.stdout)
     );
