@@ -249,13 +249,15 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("bind {listen}; change [server] listen"))?;
-            tracing::info!(addr = %listen, "tokenmint serving");
+            // Startup lines come before "tokenmint serving": after it, every
+            // line belongs to a request (and carries its request_id).
             if service.sts().is_some() {
                 tracing::info!(
                     roles = service.config().sts.roles.len(),
                     "AWS STS-compatible endpoint on POST / (AssumeRoleWithWebIdentity, GetCallerIdentity)"
                 );
             }
+            tracing::info!(addr = %listen, "tokenmint serving");
             tokenmint::http::serve(
                 listener,
                 tokenmint::http::router(service),

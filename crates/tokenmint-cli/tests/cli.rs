@@ -22,6 +22,8 @@ struct Dev {
     request_token: String,
     stdout: String,
     stderr: mpsc::Receiver<String>,
+    /// The rest of stdout, line by line.
+    lines: mpsc::Receiver<String>,
 }
 
 impl Dev {
@@ -91,6 +93,27 @@ impl Dev {
             request_token,
             stdout,
             stderr,
+            lines,
+        }
+    }
+
+    /// The next banner line (trimmed) that starts with `prefix`.
+    fn line_starting(&mut self, prefix: &str) -> String {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "tokenmint dev printed no line starting {prefix:?}; stdout so far:\n{}",
+                        self.stdout
+                    )
+                });
+            self.stdout.push_str(&line);
+            self.stdout.push('\n');
+            if line.trim().starts_with(prefix) {
+                return line.trim().to_owned();
+            }
         }
     }
 
@@ -601,8 +624,10 @@ fn check_config_accepts_good_and_names_problems() {
         "{}",
         text(&out.stdout)
     );
+    // The dev config's preset role is listed.
     assert!(
-        !text(&out.stdout).contains("role "),
+        text(&out.stdout)
+            .contains("role arn:aws:iam::123456789012:role/tokenmint-dev (trust policy "),
         "{}",
         text(&out.stdout)
     );
@@ -722,6 +747,125 @@ fn dev_claim_overrides_reach_the_policy() {
     dev.stop();
     let dev = Dev::start_with(&["--claim", "ref=refs/heads/release/1.2"]);
     assert!(dev.exchange("widgets-read", &[]).status.success());
+    dev.stop();
+}
+
+/// An OIDC token from the dev stack's issuer for `audience`.
+fn dev_id_token(rt: &tokio::runtime::Runtime, dev: &Dev, audience: &str) -> String {
+    rt.block_on(async {
+        let body = reqwest::Client::new()
+            .get(format!("{}&audience={audience}", dev.request_url))
+            .bearer_auth(&dev.request_token)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap()["value"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    })
+}
+
+/// `AssumeRoleWithWebIdentity` as the AWS SDKs send it: an unsigned form POST.
+fn assume_role(
+    rt: &tokio::runtime::Runtime,
+    endpoint: &str,
+    role: &str,
+    token: &str,
+) -> (u16, String) {
+    rt.block_on(async {
+        let resp = reqwest::Client::new()
+            .post(format!("{endpoint}/"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(
+                url::form_urlencoded::Serializer::new(String::new())
+                    .append_pair("Action", "AssumeRoleWithWebIdentity")
+                    .append_pair("Version", "2011-06-15")
+                    .append_pair("RoleArn", role)
+                    .append_pair("RoleSessionName", "dev")
+                    .append_pair("WebIdentityToken", token)
+                    .finish(),
+            )
+            .send()
+            .await
+            .unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    })
+}
+
+#[test]
+fn dev_stack_serves_sts_for_its_preset_role_and_lints_it() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut dev = Dev::start();
+    // The banner names the role and prints a working AWS CLI command.
+    let fetch = dev.line_starting("ID_TOKEN=");
+    assert!(fetch.contains("audience=tokenmint"), "{fetch}");
+    let aws = dev.line_starting("aws sts assume-role-with-web-identity ");
+    let arg = |name: &str| {
+        aws.split_whitespace()
+            .skip_while(|w| *w != name)
+            .nth(1)
+            .unwrap_or_else(|| panic!("no {name} in {aws}"))
+            .to_owned()
+    };
+    assert_eq!(arg("--endpoint-url"), dev.url);
+    let role = arg("--role-arn");
+    assert_eq!(role, "arn:aws:iam::123456789012:role/tokenmint-dev");
+    assert!(
+        dev.stdout
+            .contains("example STS role        arn:aws:iam::123456789012:role/tokenmint-dev"),
+        "{}",
+        dev.stdout
+    );
+
+    let token = dev_id_token(&rt, &dev, "tokenmint");
+    let (status, body) = assume_role(&rt, &dev.url, &role, &token);
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("<AssumeRoleWithWebIdentityResponse"),
+        "{body}"
+    );
+    assert!(body.contains("<AccessKeyId>ASIA"), "{body}");
+    assert!(
+        body.contains("<Arn>arn:aws:sts::123456789012:assumed-role/tokenmint-dev/dev</Arn>"),
+        "{body}"
+    );
+    assert!(
+        body.contains(
+            "<SubjectFromWebIdentityToken>repo:acme/app:ref:refs/heads/main</SubjectFromWebIdentityToken>"
+        ),
+        "{body}"
+    );
+    // The role's trust policy checks the audience: another one is refused.
+    let other = dev_id_token(&rt, &dev, "sts.amazonaws.com");
+    let (status, body) = assume_role(&rt, &dev.url, &role, &other);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("<Code>InvalidIdentityToken</Code>"), "{body}");
+
+    // `policy lint` reads the preset role's trust policy too.
+    let out = lint(&["--config", dev.config().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "tokenmint-dev-trust.json:12: medium TM003 role \"{role}\" trust_policy_file Statement[0]"
+        )),
+        "{stdout}"
+    );
+    dev.stop();
+
+    // And its sub: a job on another branch is denied, as AWS would deny it.
+    let dev = Dev::start_with(&["--claim", "ref=refs/heads/dev"]);
+    let token = dev_id_token(&rt, &dev, "tokenmint");
+    let (status, body) = assume_role(&rt, &dev.url, &role, &token);
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("<Code>AccessDenied</Code>"), "{body}");
     dev.stop();
 }
 

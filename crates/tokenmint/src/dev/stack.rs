@@ -22,6 +22,13 @@ pub const DEV_REPOSITORY_ID: u64 = 56_789;
 pub const DEV_APP_ID: &str = "1";
 /// The audience the example issuer accepts.
 pub const DEV_AUDIENCE: &str = "tokenmint";
+/// The example `[[role]]` the STS-compatible endpoint serves.
+pub const DEV_ROLE_ARN: &str = "arn:aws:iam::123456789012:role/tokenmint-dev";
+/// Its trust policy file, written next to the generated config.
+pub const DEV_ROLE_TRUST_FILE: &str = "tokenmint-dev-trust.json";
+/// The `sub` the example role's trust policy admits: the local issuer's
+/// default (`--claim` overrides that change it are denied, as AWS would).
+pub const DEV_ROLE_SUB: &str = "repo:acme/app:ref:refs/heads/main";
 
 /// Why the dev stack did not start.
 #[derive(Debug, thiserror::Error)]
@@ -162,6 +169,10 @@ impl DevStack {
 
         let key_path = opts.dir.join("github-app.pem");
         write(&key_path, &app_pem)?;
+        write(
+            &opts.dir.join(DEV_ROLE_TRUST_FILE),
+            &dev_role_trust_policy(&issuer.issuer_url()),
+        )?;
         let config_path = opts.dir.join("tokenmint.toml");
         write(
             &config_path,
@@ -210,6 +221,13 @@ impl DevStack {
             self.config_path.display()
         );
         let _ = writeln!(s, "  example broker          widgets-read -> {DEV_REPOSITORY} (contents: read, issues: write)");
+        let _ = writeln!(
+            s,
+            "  example STS role        {DEV_ROLE_ARN} (trust policy {})",
+            self.config_path
+                .with_file_name(DEV_ROLE_TRUST_FILE)
+                .display()
+        );
         let _ = writeln!(s);
         let _ = writeln!(s, "In another shell, act as a CI job:");
         let _ = writeln!(s);
@@ -242,6 +260,20 @@ impl DevStack {
         let _ = writeln!(
             s,
             "  GET {}/sts/exchange?scope={DEV_REPOSITORY}&identity=widgets-read",
+            self.url()
+        );
+        let _ = writeln!(s);
+        let _ = writeln!(
+            s,
+            "AWS STS AssumeRoleWithWebIdentity (with the exports above; needs curl, jq and the AWS CLI):"
+        );
+        let _ = writeln!(
+            s,
+            "  ID_TOKEN=$(curl -s -H \"Authorization: Bearer $ACTIONS_ID_TOKEN_REQUEST_TOKEN\" \"$ACTIONS_ID_TOKEN_REQUEST_URL&audience={DEV_AUDIENCE}\" | jq -r .value)"
+        );
+        let _ = writeln!(
+            s,
+            "  aws sts assume-role-with-web-identity --endpoint-url {} --region us-east-1 --role-arn {DEV_ROLE_ARN} --role-session-name dev --web-identity-token \"$ID_TOKEN\"",
             self.url()
         );
         let _ = writeln!(s);
@@ -288,6 +320,40 @@ fn issuer_config(request_token: String, claims: &[(String, String)]) -> DevIssue
     config
 }
 
+/// The example role's trust policy: the local issuer's provider in the
+/// example account, audience [`DEV_AUDIENCE`], `sub` [`DEV_ROLE_SUB`]. The
+/// condition keys are the issuer URL without its scheme (`127.0.0.1:PORT`),
+/// as AWS names them for a registered provider.
+fn dev_role_trust_policy(issuer_url: &str) -> String {
+    let provider = crate::config::provider_host_path(issuer_url);
+    let account = DEV_ROLE_ARN
+        .strip_prefix("arn:aws:iam::")
+        .and_then(|rest| rest.split(':').next())
+        .unwrap_or_default();
+    // Written out (not via serde_json) to keep AWS's key order, and
+    // one key per line so `policy lint` findings point at a line.
+    format!(
+        r#"{{
+  "Version": "2012-10-17",
+  "Statement": [
+    {{
+      "Sid": "TokenmintDevIssuer",
+      "Effect": "Allow",
+      "Principal": {{"Federated": "arn:aws:iam::{account}:oidc-provider/{provider}"}},
+      "Action": "sts:AssumeRoleWithWebIdentity",
+      "Condition": {{
+        "StringEquals": {{
+          "{provider}:aud": "{DEV_AUDIENCE}",
+          "{provider}:sub": "{DEV_ROLE_SUB}"
+        }}
+      }}
+    }}
+  ]
+}}
+"#
+    )
+}
+
 /// The example configuration the dev stack runs with.
 fn example_config(addr: SocketAddr, issuer_url: &str, github_url: &str) -> String {
     format!(
@@ -322,6 +388,13 @@ repository_owner_id = "987654321"
 repository_id = "123456789"
 job_workflow_ref = {{ like = "acme/app/.github/workflows/*@refs/heads/main" }}
 ref = {{ matches = "refs/heads/(main|release/.*)" }}
+
+# The AWS STS-compatible endpoint (POST /): AssumeRoleWithWebIdentity for this
+# role, evaluated against its IAM trust policy (the local issuer's provider,
+# aud "{DEV_AUDIENCE}", sub "{DEV_ROLE_SUB}").
+[[role]]
+arn = "{DEV_ROLE_ARN}"
+trust_policy_file = "{DEV_ROLE_TRUST_FILE}"
 "#
     )
 }

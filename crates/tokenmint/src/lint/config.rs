@@ -1,4 +1,4 @@
-//! Linting tokenmint configs: reads `[[broker]]` entries (nothing else, so no App key is needed), runs the shared rules and the config-only ones, and lints the IAM document of each broker that uses `trust_policy_file`.
+//! Linting tokenmint configs: reads `[[broker]]` and `[[role]]` entries (nothing else, so no App key is needed), runs the shared rules and the config-only ones on brokers, and lints the IAM document of each broker that uses `trust_policy_file` and of each role.
 
 use super::model::{self, ClaimCond, Kind};
 use super::{finding, Finding, LintError, Location};
@@ -36,9 +36,18 @@ impl LintBroker {
     }
 }
 
-/// Lints the brokers in config `text`.
+/// What the linter needs of one `[[role]]` (the STS endpoint's roles).
+struct LintRole {
+    /// The role ARN as written.
+    arn: String,
+    /// `trust_policy_file`, resolved against the config's directory (as the
+    /// server resolves it).
+    file: PathBuf,
+}
+
+/// Lints the brokers and roles in config `text`.
 pub(super) fn lint(text: &str, path: &Path) -> Result<Vec<Finding>, LintError> {
-    let brokers = parse(text, path)?;
+    let (brokers, roles) = parse(text, path)?;
     let lines = Lines::new(text);
     let mut findings = Vec::new();
     for b in &brokers {
@@ -84,34 +93,59 @@ pub(super) fn lint(text: &str, path: &Path) -> Result<Vec<Finding>, LintError> {
     }
     same_claims_rule(&brokers, &lines, &mut findings);
     findings.sort_by(|a, b| a.line.cmp(&b.line).then(a.rule_id.cmp(b.rule_id)));
-    // Then each trust_policy_file, in broker order, with the IAM rules.
+    // Then each trust_policy_file, in broker order, then role order, with
+    // the IAM rules.
     for b in &brokers {
         let LintPolicy::Iam(file) = &b.policy else {
             continue;
         };
-        let text = std::fs::read_to_string(file).map_err(|source| LintError::Read {
-            path: file.clone(),
-            source,
-        })?;
-        for mut f in super::iam::lint(&text, file)? {
-            if let Location::Statement { index, sid, key } = f.location {
-                f.location = Location::BrokerStatement {
-                    broker: b.name.clone(),
-                    index,
-                    sid,
-                    key,
-                };
+        findings.extend(lint_trust_policy_file(file, |index, sid, key| {
+            Location::BrokerStatement {
+                broker: b.name.clone(),
+                index,
+                sid,
+                key,
             }
-            f.file = Some(file.clone());
-            findings.push(f);
-        }
+        })?);
+    }
+    for r in &roles {
+        findings.extend(lint_trust_policy_file(&r.file, |index, sid, key| {
+            Location::RoleStatement {
+                role: r.arn.clone(),
+                index,
+                sid,
+                key,
+            }
+        })?);
     }
     Ok(findings)
 }
 
-/// Reads the `[[broker]]` array, compiling each policy and permission set
-/// exactly as the server does.
-fn parse(text: &str, path: &Path) -> Result<Vec<LintBroker>, LintError> {
+/// Lints the IAM trust-policy document `file` (a broker's or a role's
+/// `trust_policy_file`) with the IAM rules: each finding is located in that
+/// file, at its line, and `place` turns the statement index, `Sid` and key
+/// into the location naming the broker or role.
+fn lint_trust_policy_file(
+    file: &Path,
+    place: impl Fn(usize, Option<String>, Option<String>) -> Location,
+) -> Result<Vec<Finding>, LintError> {
+    let text = std::fs::read_to_string(file).map_err(|source| LintError::Read {
+        path: file.to_owned(),
+        source,
+    })?;
+    let mut findings = super::iam::lint(&text, file)?;
+    for f in &mut findings {
+        if let Location::Statement { index, sid, key } = &f.location {
+            f.location = place(*index, sid.clone(), key.clone());
+        }
+        f.file = Some(file.to_owned());
+    }
+    Ok(findings)
+}
+
+/// Reads the `[[broker]]` and `[[role]]` arrays, compiling each broker's
+/// policy and permission set exactly as the server does.
+fn parse(text: &str, path: &Path) -> Result<(Vec<LintBroker>, Vec<LintRole>), LintError> {
     let table: toml::Table = toml::from_str(text).map_err(|e| LintError::Syntax {
         path: path.to_owned(),
         message: e.to_string().trim_end().to_owned(),
@@ -208,7 +242,57 @@ fn parse(text: &str, path: &Path) -> Result<Vec<LintBroker>, LintError> {
             policy,
         });
     }
-    Ok(out)
+    let roles = parse_roles(&table, path)?;
+    Ok((out, roles))
+}
+
+/// Reads the `[[role]]` array: each role's ARN and trust policy file.
+/// (`check-config` validates the ARN and the policy's provider.)
+fn parse_roles(table: &toml::Table, path: &Path) -> Result<Vec<LintRole>, LintError> {
+    let invalid = |entry: &str, message: &str| LintError::Invalid {
+        path: path.to_owned(),
+        entry: entry.to_owned(),
+        message: message.to_owned(),
+    };
+    let raw = match table.get("role") {
+        None => return Ok(Vec::new()),
+        Some(toml::Value::Array(raw)) => raw,
+        Some(_) => return Err(invalid("[[role]]", "must be an array of tables ([[role]])")),
+    };
+    let dir = path.parent().unwrap_or_else(|| Path::new(""));
+    raw.iter()
+        .enumerate()
+        .map(|(index, raw)| {
+            let entry = format!("[[role]] #{}", index + 1);
+            let raw = raw
+                .as_table()
+                .ok_or_else(|| invalid(&entry, "must be a table"))?;
+            let arn = raw
+                .get("arn")
+                .and_then(toml::Value::as_str)
+                .ok_or_else(|| {
+                    invalid(
+                        &entry,
+                        "has no string arn such as \"arn:aws:iam::123456789012:role/NAME\"",
+                    )
+                })?
+                .to_owned();
+            let file = raw
+                .get("trust_policy_file")
+                .and_then(toml::Value::as_str)
+                .ok_or_else(|| {
+                    invalid(
+                        &format!("[[role]] {arn:?}"),
+                        "trust_policy_file must be a string path such as \"trust.json\"",
+                    )
+                })?;
+            // Relative to the config's directory, as the server reads it.
+            Ok(LintRole {
+                file: dir.join(file),
+                arn,
+            })
+        })
+        .collect()
 }
 
 /// The policy in the shared model.

@@ -9,8 +9,8 @@
 //!   patterns) and the rules both sources share (`TM001`–`TM003`, `TM005`,
 //!   `TM006`, `TM008`, `TM009`, `TM012`), with the pattern analysis they use;
 //! - `config`: reads `[[broker]]` entries and the config-only rules (`TM004`,
-//!   `TM007`, `TM010`, `TM011`); a broker's `trust_policy_file` goes through
-//!   `iam`, its findings located in that file;
+//!   `TM007`, `TM010`, `TM011`); a broker's `trust_policy_file`, and every
+//!   `[[role]]`'s, goes through `iam`, its findings located in that file;
 //! - `iam`: a minimal walk over IAM policy JSON and the IAM-only rules
 //!   (`TM101`–`TM103`);
 //! - `sarif`: the SARIF 2.1.0 rendering for GitHub code scanning.
@@ -302,6 +302,18 @@ pub enum Location {
         /// Condition key as written, or `Principal`.
         key: Option<String>,
     },
+    /// A statement of the IAM trust-policy document of a `[[role]]` (the
+    /// STS endpoint's roles; the finding's [`Finding::file`]).
+    RoleStatement {
+        /// The role ARN as written.
+        role: String,
+        /// Index in `Statement`.
+        index: usize,
+        /// Statement `Sid`, if any.
+        sid: Option<String>,
+        /// Condition key as written, or `Principal`.
+        key: Option<String>,
+    },
 }
 
 impl fmt::Display for Location {
@@ -315,14 +327,7 @@ impl fmt::Display for Location {
                 Ok(())
             }
             Self::Statement { index, sid, key } => {
-                write!(f, "Statement[{index}]")?;
-                if let Some(sid) = sid {
-                    write!(f, " ({sid:?})")?;
-                }
-                if let Some(key) = key {
-                    write!(f, " {key}")?;
-                }
-                Ok(())
+                statement(f, *index, sid.as_deref(), key.as_deref())
             }
             Self::BrokerStatement {
                 broker,
@@ -330,17 +335,37 @@ impl fmt::Display for Location {
                 sid,
                 key,
             } => {
-                write!(f, "broker {broker:?} trust_policy_file Statement[{index}]")?;
-                if let Some(sid) = sid {
-                    write!(f, " ({sid:?})")?;
-                }
-                if let Some(key) = key {
-                    write!(f, " {key}")?;
-                }
-                Ok(())
+                write!(f, "broker {broker:?} trust_policy_file ")?;
+                statement(f, *index, sid.as_deref(), key.as_deref())
+            }
+            Self::RoleStatement {
+                role,
+                index,
+                sid,
+                key,
+            } => {
+                write!(f, "role {role:?} trust_policy_file ")?;
+                statement(f, *index, sid.as_deref(), key.as_deref())
             }
         }
     }
+}
+
+/// `Statement[i] ("Sid") key`, the part of a location inside an IAM document.
+fn statement(
+    f: &mut fmt::Formatter<'_>,
+    index: usize,
+    sid: Option<&str>,
+    key: Option<&str>,
+) -> fmt::Result {
+    write!(f, "Statement[{index}]")?;
+    if let Some(sid) = sid {
+        write!(f, " ({sid:?})")?;
+    }
+    if let Some(key) = key {
+        write!(f, " {key}")?;
+    }
+    Ok(())
 }
 
 /// One problem found.
@@ -359,7 +384,8 @@ pub struct Finding {
     /// 1-based line in the linted file (best effort; 1 if not found).
     pub line: usize,
     /// The file the finding is in, when it is not the report's own: a
-    /// broker's `trust_policy_file`, resolved against the config's directory.
+    /// broker's or role's `trust_policy_file`, resolved against the config's
+    /// directory.
     pub file: Option<PathBuf>,
 }
 
@@ -425,6 +451,14 @@ impl Report {
                         key,
                     } => {
                         json!({"broker": broker, "statement": index, "sid": sid, "key": key})
+                    }
+                    Location::RoleStatement {
+                        role,
+                        index,
+                        sid,
+                        key,
+                    } => {
+                        json!({"role": role, "statement": index, "sid": sid, "key": key})
                     }
                 };
                 json!({
@@ -530,9 +564,9 @@ fn read(path: &Path) -> Result<String, LintError> {
     })
 }
 
-/// Lints the `[[broker]]` entries of a tokenmint config file. Only
-/// `[[broker]]` is read (no App key is needed); `check-config` validates
-/// the rest.
+/// Lints the `[[broker]]` and `[[role]]` entries of a tokenmint config
+/// file. Only those are read (no App key is needed); `check-config`
+/// validates the rest.
 pub fn lint_config_file(path: &Path) -> Result<Report, LintError> {
     lint_config_text(&read(path)?, path)
 }

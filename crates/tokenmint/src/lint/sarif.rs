@@ -59,6 +59,12 @@ pub fn to_sarif(report: &Report) -> Value {
                     Some(k) => format!("broker.{broker}.trust_policy_file.Statement[{index}].{k}"),
                     None => format!("broker.{broker}.trust_policy_file.Statement[{index}]"),
                 },
+                Location::RoleStatement {
+                    role, index, key, ..
+                } => match key {
+                    Some(k) => format!("role.{role}.trust_policy_file.Statement[{index}].{k}"),
+                    None => format!("role.{role}.trust_policy_file.Statement[{index}]"),
+                },
             };
             let uri = artifact_uri(&f.file_or(&report.path).display().to_string());
             let fingerprint = hex::encode(Sha256::digest(

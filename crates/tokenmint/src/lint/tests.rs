@@ -769,3 +769,176 @@ fn an_unreadable_or_invalid_trust_policy_file_is_an_error() {
         Err(LintError::Syntax { path, .. }) if path.ends_with("bad.json")
     ));
 }
+
+// ------------------------------------------------------------- [[role]] trust policies
+
+const ROLE_ARN: &str = "arn:aws:iam::111122223333:role/ci/deployer";
+
+fn role(arn: &str, file: &str) -> String {
+    format!("[[role]]\narn = \"{arn}\"\ntrust_policy_file = \"{file}\"\n")
+}
+
+#[test]
+fn a_roles_trust_policy_file_gets_the_iam_rules_located_in_it() {
+    // Principal "*", no aud, a crossing sub wildcard, on the second statement.
+    let risky = r#"{
+  "Version": "2012-10-17",
+  "Statement": [
+    {"Principal": "*", "Effect": "Deny", "Action": "sts:AssumeRoleWithWebIdentity"},
+    {
+      "Sid": "Ci",
+      "Effect": "Allow",
+      "Principal": "*",
+      "Action": "sts:AssumeRoleWithWebIdentity",
+      "Condition": {"StringLike": {"token.actions.githubusercontent.com:sub": "repo:*"}}
+    }
+  ]
+}"#
+    .to_owned();
+    let (_dir, path) = iam_broker_config(
+        &[("deployer-trust.json", risky.clone())],
+        &format!(
+            "{}\n{}",
+            broker("b", r#"contents = "read""#, CLEAN_CLAIMS),
+            role(ROLE_ARN, "deployer-trust.json")
+        ),
+    );
+    let report = lint_config_file(&path).unwrap();
+    let direct = lint_iam_text(&risky, Path::new("deployer-trust.json")).unwrap();
+    assert_eq!(ids(&report), ids(&direct), "{report}");
+    for id in ["TM001", "TM101", "TM103"] {
+        assert!(has(&report, id), "{id}: {report}");
+    }
+    assert!(report.fails(Severity::High));
+    let trust = path.parent().unwrap().join("deployer-trust.json");
+    for f in &report.findings {
+        assert_eq!(f.file.as_deref(), Some(trust.as_path()), "{f:?}");
+        assert!(
+            matches!(&f.location, Location::RoleStatement { role, index: 1, sid: Some(sid), .. } if role == ROLE_ARN && sid == "Ci"),
+            "{f:?}"
+        );
+    }
+    let line_of = |needle: &str| {
+        risky
+            .lines()
+            .position(|l| l.contains(needle))
+            .map(|i| i + 1)
+            .unwrap()
+    };
+    let finding = |id: &str| report.findings.iter().find(|f| f.rule_id == id).unwrap();
+    assert_eq!(finding("TM001").line, line_of(":sub"));
+    assert_eq!(finding("TM101").line, line_of("\"Effect\": \"Allow\""));
+    // The Deny statement's "Principal": "*" is skipped; the Allow's is found.
+    let allow_principal = risky
+        .lines()
+        .position(|l| l.trim_start().starts_with("\"Principal\": \"*\""))
+        .map(|i| i + 1)
+        .unwrap();
+    assert_eq!(finding("TM103").line, allow_principal);
+
+    let text = report.to_string();
+    assert!(
+        text.contains(&format!(
+            "{}:{}: high TM001 role \"{ROLE_ARN}\" trust_policy_file Statement[1] (\"Ci\") token.actions.githubusercontent.com:sub",
+            trust.display(),
+            line_of(":sub")
+        )),
+        "{text}"
+    );
+    let json = report.to_json();
+    for f in json["findings"].as_array().unwrap() {
+        assert_eq!(f["file"], trust.display().to_string(), "{json}");
+        assert_eq!(f["location"]["role"], ROLE_ARN, "{json}");
+        assert_eq!(f["location"]["statement"], 1, "{json}");
+    }
+    let sarif = to_sarif(&report);
+    let results = sarif["runs"][0]["results"].as_array().unwrap();
+    assert_eq!(results.len(), report.findings.len());
+    for r in results {
+        let loc = &r["locations"][0];
+        let uri = loc["physicalLocation"]["artifactLocation"]["uri"]
+            .as_str()
+            .unwrap();
+        assert!(uri.ends_with("/deployer-trust.json"), "{uri}");
+        let logical = loc["logicalLocations"][0]["fullyQualifiedName"]
+            .as_str()
+            .unwrap();
+        assert!(
+            logical.starts_with(&format!("role.{ROLE_ARN}.trust_policy_file.Statement[1]")),
+            "{logical}"
+        );
+        assert!(
+            r["message"]["text"].as_str().unwrap().contains(ROLE_ARN),
+            "{r}"
+        );
+    }
+    let tm001 = results.iter().find(|r| r["ruleId"] == "TM001").unwrap();
+    assert_eq!(
+        tm001["locations"][0]["physicalLocation"]["region"]["startLine"],
+        line_of(":sub")
+    );
+}
+
+#[test]
+fn every_role_is_linted_in_order_and_a_clean_one_adds_nothing() {
+    let clean = iam(FEDERATED, &clean_iam_condition());
+    let no_aud = iam(
+        FEDERATED,
+        &format!(
+            r#"{{"StringEquals": {{{SUB}, "token.actions.githubusercontent.com:repository_id": "1", "token.actions.githubusercontent.com:runner_environment": "github-hosted"}}}}"#
+        ),
+    );
+    let other = "arn:aws:iam::111122223333:role/other";
+    let (_dir, path) = iam_broker_config(
+        &[("clean.json", clean), ("no-aud.json", no_aud)],
+        &format!(
+            "{}\n{}\n{}\n{}",
+            broker("b", r#"contents = "read""#, CLEAN_CLAIMS),
+            role(ROLE_ARN, "clean.json"),
+            role(other, "no-aud.json"),
+            role("arn:aws:iam::111122223333:role/again", "no-aud.json"),
+        ),
+    );
+    let report = lint_config_file(&path).unwrap();
+    let roles: Vec<&str> = report
+        .findings
+        .iter()
+        .map(|f| match &f.location {
+            Location::RoleStatement { role, .. } => role.as_str(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        roles,
+        [other, "arn:aws:iam::111122223333:role/again"],
+        "{report}"
+    );
+    assert!(report.findings.iter().all(|f| f.rule_id == "TM101"));
+}
+
+#[test]
+fn a_role_without_a_readable_trust_policy_file_is_an_error() {
+    let (_dir, path) = iam_broker_config(
+        &[],
+        &format!(
+            "{}\n{}",
+            broker("b", r#"contents = "read""#, CLEAN_CLAIMS),
+            role(ROLE_ARN, "missing.json")
+        ),
+    );
+    assert!(matches!(
+        lint_config_file(&path),
+        Err(LintError::Read { path, .. }) if path.ends_with("missing.json")
+    ));
+    let (_dir, path) = iam_broker_config(
+        &[],
+        &format!(
+            "{}\n[[role]]\narn = \"{ROLE_ARN}\"\n",
+            broker("b", r#"contents = "read""#, CLEAN_CLAIMS)
+        ),
+    );
+    assert!(matches!(
+        lint_config_file(&path),
+        Err(LintError::Invalid { entry, .. }) if entry.contains(ROLE_ARN)
+    ));
+}
