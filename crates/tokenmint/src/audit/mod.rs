@@ -51,9 +51,12 @@
 //! ([`AuditOptions::append_timeout`]); on [`AuditError::Timeout`] the record's
 //! fate is unknown (it may still be committed later).
 //!
-//! Several processes may share a chain: the UNIQUE(chain_id, seq) key stops
-//! them from forking it, and a writer that loses a race reloads the head and
-//! retries. Giving each process its own chain id avoids the contention.
+//! Several processes may share a chain. On PostgreSQL each batch's
+//! transaction takes a per-chain advisory lock and reads the head under it,
+//! so their appends are serialised and never race. On SQLite (and as a
+//! backstop everywhere) the UNIQUE(chain_id, seq) key stops them from forking
+//! it, and a writer that loses a race reloads the head and retries. Giving
+//! each process its own chain id avoids waiting for the lock.
 //!
 //! # Used jtis
 //!
@@ -261,6 +264,7 @@ impl AuditLog {
             max_batch: options.max_batch.max(1),
             store_timeout: options.append_timeout,
             commit_latency: commit_latency.clone(),
+            serialised: url.backend == store::Backend::Postgres,
         };
         tokio::spawn(writer.run());
         Ok(AuditLog {

@@ -410,12 +410,15 @@ fn seq_to_db(seq: u64) -> Result<i64, sqlx::Error> {
 }
 
 /// Reads the last row of `chain_id`, or the genesis head if it has none.
-pub(crate) async fn load_head(pool: &AnyPool, chain_id: &str) -> Result<Head, sqlx::Error> {
+pub(crate) async fn load_head<'e, E>(executor: E, chain_id: &str) -> Result<Head, sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
     let row = sqlx::query(
         "SELECT seq, hash FROM audit_log WHERE chain_id = $1 ORDER BY seq DESC LIMIT 1",
     )
     .bind(chain_id)
-    .fetch_optional(pool)
+    .fetch_optional(executor)
     .await?;
     match row {
         None => Ok(Head::genesis()),
@@ -464,6 +467,56 @@ pub(crate) async fn insert_batch(
             .await?;
     }
     tx.commit().await
+}
+
+/// First key of the PostgreSQL advisory locks that serialise appends to one
+/// chain (the second is `hashtext(chain_id)`): ASCII "tmnt", so tokenmint's
+/// locks stay apart from other applications' in the same database.
+const CHAIN_LOCK_CLASS: i32 = 0x746d_6e74;
+
+/// PostgreSQL: appends `records` to `chain_id` in one transaction that
+/// first takes the chain's advisory lock (released at commit or rollback)
+/// and reads the head under it. Writers in any number of processes thus
+/// take turns on a chain instead of racing for its next `seq`.
+///
+/// `chain` turns the head into each record's `(prev_hash, hash)`. Returns
+/// the head the rows continue, and those hashes.
+pub(crate) async fn append_serialised(
+    pool: &AnyPool,
+    chain_id: &str,
+    records: &[&PreparedRecord],
+    chain: impl FnOnce(&Head) -> Vec<(String, String)>,
+) -> Result<(Head, Vec<(String, String)>), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    // `pg_advisory_xact_lock` returns `void`, which the Any driver cannot
+    // decode: select a constant from it instead.
+    sqlx::query("SELECT 1 FROM (SELECT pg_advisory_xact_lock($1, hashtext($2))) AS chain_lock")
+        .bind(CHAIN_LOCK_CLASS)
+        .bind(chain_id)
+        .execute(&mut *tx)
+        .await?;
+    let head = load_head(&mut *tx, chain_id).await?;
+    let hashes = chain(&head);
+    let rows: Vec<NewRow<'_>> = records
+        .iter()
+        .zip(&hashes)
+        .enumerate()
+        .map(|(i, (record, (prev, hash)))| NewRow {
+            seq: head.seq + 1 + i as u64,
+            prev_hash: prev,
+            hash,
+            record,
+        })
+        .collect();
+    for chunk in rows.chunks(INSERT_CHUNK_ROWS) {
+        let sql = insert_sql(chunk.len());
+        insert_query(&sql, chain_id, chunk)?
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    drop(rows);
+    Ok((head, hashes))
 }
 
 /// One multi-row INSERT for `rows`.

@@ -8,9 +8,13 @@
 //!   unknown, and the head is reloaded from the database before the next
 //!   batch: so the writer recovers by itself once the store is back, and
 //!   never continues from a head that might not have been written.
-//! - If another process appended to the same chain, the insert hits the
-//!   UNIQUE(chain_id, seq) key; the writer reloads the head and retries the
-//!   batch a few times before giving up.
+//! - On PostgreSQL each batch is one transaction that takes the chain's
+//!   advisory lock and reads the head under it, so writers in several
+//!   processes (replicas sharing a chain) append in turn and never race.
+//! - Otherwise (SQLite), if another process appended to the same chain, the
+//!   insert hits the UNIQUE(chain_id, seq) key; the writer reloads the head
+//!   and retries the batch a few times before giving up. The key also backs
+//!   up the lock: a fork is impossible either way.
 
 use prometheus_client::metrics::histogram::Histogram;
 use sqlx::AnyPool;
@@ -62,6 +66,10 @@ pub(crate) struct Writer {
     pub(crate) store_timeout: Duration,
     /// Time each batch commit took (failed ones included), for metrics.
     pub(crate) commit_latency: Histogram,
+    /// PostgreSQL: each batch reads the head under the chain's advisory lock
+    /// ([`store::append_serialised`]), so processes sharing a chain take
+    /// turns instead of racing. SQLite: the cached head, and the retry below.
+    pub(crate) serialised: bool,
 }
 
 impl Writer {
@@ -91,35 +99,54 @@ impl Writer {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            // 1. Know where the chain ends.
-            let head = match self.current_head().await {
-                Ok(head) => head,
-                Err(err) => return answer_all(batch, || err.clone_for_caller()),
-            };
-            // 2. Chain the batch onto the head.
-            let hashes = chain_batch(&self.chain_id, &head, &batch);
-            let rows: Vec<NewRow<'_>> = batch
-                .iter()
-                .zip(&hashes)
-                .enumerate()
-                .map(|(i, (job, (prev, hash)))| NewRow {
-                    seq: head.seq + 1 + i as u64,
-                    prev_hash: prev,
-                    hash,
-                    record: &job.record,
-                })
-                .collect();
-            // 3. Commit all or nothing.
             let started = Instant::now();
-            let outcome = tokio::time::timeout(
-                self.store_timeout,
-                store::insert_batch(&self.pool, &self.chain_id, &rows),
-            )
-            .await;
+            let outcome = if self.serialised {
+                // 1-3. PostgreSQL: read the head under the chain's lock, chain
+                // the batch onto it and commit, in one transaction.
+                let records: Vec<&PreparedRecord> = batch.iter().map(|job| &job.record).collect();
+                let chain_id = self.chain_id.as_str();
+                let outcome = tokio::time::timeout(
+                    self.store_timeout,
+                    store::append_serialised(&self.pool, chain_id, &records, |head| {
+                        chain_batch(chain_id, head, &batch)
+                    }),
+                )
+                .await;
+                if let Ok(Ok((head, _))) = &outcome {
+                    self.check_not_behind(head);
+                }
+                outcome
+            } else {
+                // 1. Know where the chain ends.
+                let head = match self.current_head().await {
+                    Ok(head) => head,
+                    Err(err) => return answer_all(batch, || err.clone_for_caller()),
+                };
+                // 2. Chain the batch onto the head.
+                let hashes = chain_batch(&self.chain_id, &head, &batch);
+                let rows: Vec<NewRow<'_>> = batch
+                    .iter()
+                    .zip(&hashes)
+                    .enumerate()
+                    .map(|(i, (job, (prev, hash)))| NewRow {
+                        seq: head.seq + 1 + i as u64,
+                        prev_hash: prev,
+                        hash,
+                        record: &job.record,
+                    })
+                    .collect();
+                // 3. Commit all or nothing.
+                let outcome = tokio::time::timeout(
+                    self.store_timeout,
+                    store::insert_batch(&self.pool, &self.chain_id, &rows),
+                )
+                .await;
+                drop(rows);
+                outcome.map(|inserted| inserted.map(|()| (head, hashes)))
+            };
             self.commit_latency.observe(started.elapsed().as_secs_f64());
-            drop(rows);
             match outcome {
-                Ok(Ok(())) => {
+                Ok(Ok((head, hashes))) => {
                     // 4. Only now advance the head and answer Ok.
                     let new_head = Head {
                         seq: head.seq + batch.len() as u64,
