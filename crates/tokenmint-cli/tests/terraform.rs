@@ -807,6 +807,16 @@ fn broker_function_matches_the_runtime_contract() {
             "{var} = {value} missing in {env}"
         );
     }
+    // A KMS signing key reaches the runtime under the name it reads (and the role may
+    // kms:Sign with exactly that key, checked by the permission-policy test).
+    assert_eq!(
+        tokenmint::lambda::config::KMS_KEY_VAR,
+        "TOKENMINT_GITHUB_APP_KMS_KEY_ID"
+    );
+    assert!(
+        env.contains("'TOKENMINT_GITHUB_APP_KMS_KEY_ID': '${var.kms_signing_key_arn}'"),
+        "the KMS signing key is not passed to the runtime: {env}"
+    );
     for http in [
         "'TOKENMINT_MODE': 'http'",
         "'TOKENMINT_CONFIG': '${coalesce(var.tokenmint_config",

@@ -476,6 +476,14 @@ async fn health_methods_and_unknown_paths() {
         .unwrap();
     assert_eq!(r.status(), 405);
     assert_eq!(get("/nope").await.unwrap().status(), 404);
+    // An AWS SDK pointed at a tokenmint without [[role]]s learns why.
+    let r = h.client.post(format!("{}/", h.base)).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["message"].as_str().unwrap().contains("[[role]]"),
+        "{body}"
+    );
     // Nothing of this reached the audit log: no broker decision was involved.
     assert!(h.rows().await.is_empty());
 }

@@ -2,7 +2,9 @@
 //!
 //! Only what those calls need: the caller passes the path and query already
 //! in canonical (URI-encoded, sorted) form. Checked against the worked
-//! example in AWS's SigV4 documentation.
+//! example in AWS's SigV4 documentation. The canonical request, string to
+//! sign and key derivation are shared with the STS endpoint's verifier
+//! ([`crate::sts`]), so signer and verifier cannot disagree.
 
 use super::AwsCredentials;
 use ring::hmac;
@@ -28,6 +30,13 @@ pub struct Request<'a> {
     pub body: &'a [u8],
 }
 
+/// The only signing algorithm, in `Authorization` headers and strings to sign.
+pub(crate) const ALGORITHM: &str = "AWS4-HMAC-SHA256";
+
+/// The `X-Amz-Date` format, `YYYYMMDDTHHMMSSZ`.
+pub(crate) const AMZ_DATE: &[time::format_description::BorrowedFormatItem<'static>] =
+    format_description!("[year][month][day]T[hour][minute][second]Z");
+
 /// The headers to add to the request: `x-amz-date`, `authorization`, and
 /// `x-amz-security-token` for temporary credentials.
 pub fn sign(
@@ -38,15 +47,11 @@ pub fn sign(
     now: OffsetDateTime,
 ) -> Vec<(&'static str, String)> {
     let now = now.to_offset(time::UtcOffset::UTC);
-    let amz_date = now
-        .format(format_description!(
-            "[year][month][day]T[hour][minute][second]Z"
-        ))
-        .unwrap_or_default();
+    let amz_date = now.format(AMZ_DATE).unwrap_or_default();
     let day = amz_date.get(..8).unwrap_or_default().to_owned();
 
-    // 1. Canonical headers: lowercase names, trimmed values with inner runs of
-    //    spaces collapsed, sorted by name.
+    // Canonical headers: lowercase names, trimmed values with inner runs of
+    // spaces collapsed, sorted by name.
     let mut headers: Vec<(String, String)> = req
         .headers
         .iter()
@@ -65,38 +70,30 @@ pub fn sign(
         .collect::<Vec<_>>()
         .join(";");
 
-    // 2. Canonical request.
-    let canonical_request = format!(
-        "{}\n{}\n{}\n{}\n{}\n{}",
+    let canonical = canonical_request(
         req.method,
         req.path,
         req.query,
-        canonical_headers,
-        signed_headers,
-        hex::encode(Sha256::digest(req.body))
+        &canonical_headers,
+        &signed_headers,
+        req.body,
     );
-
-    // 3. String to sign.
     let scope = format!("{day}/{region}/{service}/aws4_request");
-    let string_to_sign = format!(
-        "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
-        hex::encode(Sha256::digest(canonical_request.as_bytes()))
+    let to_sign = string_to_sign(&amz_date, &scope, &canonical);
+    let key = signing_key(
+        credentials.secret_access_key.expose_secret(),
+        &day,
+        region,
+        service,
     );
-
-    // 4. Derived signing key and signature.
-    let secret = format!("AWS4{}", credentials.secret_access_key.expose_secret());
-    let mut key = hmac_sha256(secret.as_bytes(), day.as_bytes());
-    for part in [region, service, "aws4_request"] {
-        key = hmac_sha256(&key, part.as_bytes());
-    }
-    let signature = hex::encode(hmac_sha256(&key, string_to_sign.as_bytes()));
+    let signature = hex::encode(hmac::sign(&key, to_sign.as_bytes()));
 
     let mut out = vec![
         ("x-amz-date", amz_date),
         (
             "authorization",
             format!(
-                "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={signed_headers}, Signature={signature}",
+                "{ALGORITHM} Credential={}/{scope}, SignedHeaders={signed_headers}, Signature={signature}",
                 credentials.access_key_id
             ),
         ),
@@ -107,13 +104,47 @@ pub fn sign(
     out
 }
 
-fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {
-    hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), data)
-        .as_ref()
-        .to_vec()
+/// The canonical request: `METHOD \n path \n query \n canonical headers
+/// (each `name:value\n`) \n signed header names \n hex(SHA-256(body))`.
+/// `path` and `query` must already be in canonical form.
+pub(crate) fn canonical_request(
+    method: &str,
+    path: &str,
+    query: &str,
+    canonical_headers: &str,
+    signed_headers: &str,
+    body: &[u8],
+) -> String {
+    format!(
+        "{method}\n{path}\n{query}\n{canonical_headers}\n{signed_headers}\n{}",
+        hex::encode(Sha256::digest(body))
+    )
 }
 
-fn collapse(value: &str) -> String {
+/// The string to sign: the algorithm, `X-Amz-Date`, the credential scope
+/// and the hash of the canonical request.
+pub(crate) fn string_to_sign(amz_date: &str, scope: &str, canonical_request: &str) -> String {
+    format!(
+        "{ALGORITHM}\n{amz_date}\n{scope}\n{}",
+        hex::encode(Sha256::digest(canonical_request.as_bytes()))
+    )
+}
+
+/// The derived signing key, `HMAC("AWS4"+secret, day) → region → service →
+/// "aws4_request"`.
+pub(crate) fn signing_key(secret: &str, day: &str, region: &str, service: &str) -> hmac::Key {
+    let step = |key: &[u8], data: &str| {
+        hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), data.as_bytes())
+    };
+    let mut key = step(format!("AWS4{secret}").as_bytes(), day);
+    for part in [region, service, "aws4_request"] {
+        key = step(key.as_ref(), part);
+    }
+    hmac::Key::new(hmac::HMAC_SHA256, key.as_ref())
+}
+
+/// Trims a header value and collapses inner runs of whitespace to one space.
+pub(crate) fn collapse(value: &str) -> String {
     value.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 

@@ -481,7 +481,7 @@ impl Service {
                 }
                 tracing::info!(
                     %token_sha256,
-                    expires_at = %minted.expires_at,
+                    expires_at = %crate::clock::rfc3339(minted.expires_at),
                     installation_id = minted.installation_id,
                     latency_us = elapsed_us(started),
                     "minted installation token"

@@ -28,7 +28,6 @@ use serde::Serialize;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use time::format_description::well_known::Rfc3339;
 use tracing::Instrument as _;
 
 /// Request bodies are read up to this many bytes, only to tell whether one
@@ -104,10 +103,12 @@ struct TokenBody<'a> {
 /// Lambda); the peer address is read from `ConnectInfo` when present.
 pub fn router(service: Arc<Service>) -> Router {
     let mut router = Router::new();
-    if service.sts().is_some() {
+    router = if service.sts().is_some() {
         // The AWS STS Query protocol, only when `[[role]]`s are configured.
-        router = router.route("/", post(crate::sts::http::handle));
-    }
+        router.route("/", post(crate::sts::http::handle))
+    } else {
+        router.route("/", post(sts_not_configured))
+    };
     router = router
         .route("/v1/brokers/{name}/token", post(token))
         // HEAD would otherwise run the GET handler: a token minted for nobody.
@@ -305,10 +306,7 @@ fn error_response(err: &ExchangeError, explain_denials: bool, request_id: &str) 
 }
 
 fn grant_response(grant: &Grant, request_id: &str) -> Response {
-    let expires_at = grant
-        .expires_at
-        .format(&Rfc3339)
-        .unwrap_or_else(|_| grant.expires_at.unix_timestamp().to_string());
+    let expires_at = crate::clock::rfc3339(grant.expires_at);
     let body = TokenBody {
         token: grant.token.expose_secret(),
         expires_at,
@@ -411,6 +409,17 @@ async fn not_found(Extension(RequestId(request_id)): Extension<RequestId>) -> Re
         StatusCode::NOT_FOUND,
         "not_found",
         "no such endpoint; tokens are minted by POST /v1/brokers/{name}/token (or, for octo-sts clients, GET /sts/exchange)".to_owned(),
+        &request_id,
+    )
+}
+
+/// `POST /` without any `[[role]]`: most likely an AWS SDK pointed at a
+/// tokenmint that does not serve STS, so say how to turn it on.
+async fn sts_not_configured(Extension(RequestId(request_id)): Extension<RequestId>) -> Response {
+    json_error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "the AWS STS endpoint (POST /) is off: it serves AssumeRoleWithWebIdentity only when the config defines at least one [[role]]".to_owned(),
         &request_id,
     )
 }

@@ -82,19 +82,44 @@ pub(super) fn lint(text: &str, path: &Path) -> Result<Vec<Finding>, LintError> {
                 lines.statement(s.index),
             ));
         }
+        let provider = conds
+            .iter()
+            .find_map(|c| c.key.rsplit_once(':').map(|(p, _)| p))
+            .unwrap_or(crate::iam::GITHUB_ACTIONS_PROVIDER)
+            .to_owned();
         for (id, key, message, fix) in model::shared_rules(&conds) {
+            // Rules for claims STS offers no condition key for (TM006:
+            // runner_environment) cannot be acted on in a trust policy.
+            if super::rule(id).is_some_and(|r| r.applies == super::Applies::Config) {
+                continue;
+            }
             let line = key
                 .as_deref()
                 .map_or_else(|| lines.statement(s.index), |k| lines.key(s.index, k));
             let fix = match (id, key.as_deref()) {
                 ("TM008", Some(k)) => Some(format!("move {k} from StringLike to StringEquals")),
-                _ => fix,
+                _ => iam_fix(id, &provider).or(fix),
             };
             findings.push(finding(id, message, fix, at(key.as_deref()), line));
         }
     }
     findings.sort_by(|a, b| a.line.cmp(&b.line).then(a.rule_id.cmp(b.rule_id)));
     Ok(findings)
+}
+
+/// The fix for a shared rule's finding, in trust-policy terms: the general
+/// fixes name tokenmint claim conditions, and some (`repository_owner_id`)
+/// have no STS condition key, so following them would lock the role.
+fn iam_fix(id: &str, provider: &str) -> Option<String> {
+    let id_key = format!("\"{provider}:repository_id\": \"<id>\"");
+    Some(match id {
+        "TM001" => format!("write the owner literally (\"{provider}:sub\": \"repo:acme/app:ref:refs/heads/main\") and add {id_key} to StringEquals"),
+        "TM002" => format!("add {id_key} to StringEquals, or a \"{provider}:sub\" condition naming the repository"),
+        "TM003" => format!("add {id_key} to StringEquals (STS offers no repository_owner_id key), or write sub in the immutable form repo:OWNER@ID/REPO@ID:…"),
+        "TM005" => format!("make sure the environment exists with required reviewers or deployment branch rules, and keep {id_key} in StringEquals"),
+        "TM009" | "TM012" => format!("also pin the caller: add {id_key} to StringEquals, or a \"{provider}:sub\" condition naming the repository"),
+        _ => return None,
+    })
 }
 
 /// `ForAnyValue:StringLikeIfExists` → (`Some("ForAnyValue")`, `StringLike`, true).

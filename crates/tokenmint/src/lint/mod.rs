@@ -177,7 +177,9 @@ pub const RULES: &[Rule] = &[
         id: "TM006",
         name: "RunnerNotPinned",
         severity: Severity::Info,
-        applies: Applies::Both,
+        // STS has no runner_environment condition key, so a trust policy
+        // cannot pin it (and a condition on it would never hold).
+        applies: Applies::Config,
         summary: "runner_environment is not pinned to github-hosted",
         description: "Self-hosted runners can leak ACTIONS_ID_TOKEN_REQUEST_* between jobs, so tokens minted there are only as safe as the runner's isolation. Info: self-hosted runners may be intended.",
         fix: "add runner_environment = \"github-hosted\" unless self-hosted runners are intended (then use ephemeral, one-job runners)",

@@ -419,7 +419,7 @@ fn lint_iam(text: &str) -> Report {
 
 fn clean_iam_condition() -> String {
     format!(
-        r#"{{"StringEquals": {{{AUD}, {SUB}, "token.actions.githubusercontent.com:repository_id": "1", "token.actions.githubusercontent.com:runner_environment": "github-hosted"}}}}"#
+        r#"{{"StringEquals": {{{AUD}, {SUB}, "token.actions.githubusercontent.com:repository_id": "1"}}}}"#
     )
 }
 
@@ -509,6 +509,35 @@ fn iam_shared_rules_sub_wildcard_no_binding_and_stringlike() {
     let f = r.findings.iter().find(|f| f.rule_id == "TM008").unwrap();
     assert!(f.fix.contains("StringEquals"), "{}", f.fix);
     assert!(!ids(&r).contains("TM001"), "{r}");
+}
+
+/// Trust-policy findings are fixed in trust-policy terms: no TOML, and never
+/// a key STS does not offer (repository_owner_id, runner_environment), which
+/// would make the role impossible to assume.
+#[test]
+fn iam_fixes_name_keys_sts_offers() {
+    let r = lint_iam(&iam(
+        FEDERATED,
+        &format!(r#"{{"StringEquals": {{{AUD}, {SUB}}}}}"#),
+    ));
+    assert_eq!(ids(&r), BTreeSet::from(["TM003"]), "{r}");
+    let f = &r.findings[0];
+    assert!(
+        f.fix
+            .contains(r#""token.actions.githubusercontent.com:repository_id": "<id>""#),
+        "{}",
+        f.fix
+    );
+    for f in &r.findings {
+        assert!(!f.fix.contains(" = \""), "TOML in an IAM fix: {}", f.fix);
+        assert!(!f.fix.contains("runner_environment"), "{}", f.fix);
+    }
+    let r = lint_iam(&iam(
+        FEDERATED,
+        &format!(r#"{{"StringEquals": {{{AUD}}}}}"#),
+    ));
+    let f = r.findings.iter().find(|f| f.rule_id == "TM002").unwrap();
+    assert!(f.fix.contains("StringEquals"), "{}", f.fix);
 }
 
 #[test]

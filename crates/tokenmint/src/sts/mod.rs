@@ -149,7 +149,7 @@ pub(crate) async fn assume_role_with_web_identity(
                 .append(record)
                 .await
                 .map_err(StsError::AuditUnavailable)?;
-            tracing::info!(role = %req.role_arn, access_key_id = %assumed.access_key_id, expires_at = %assumed.expiration, "assumed role");
+            tracing::info!(role = %req.role_arn, access_key_id = %assumed.access_key_id, expires_at = %crate::clock::rfc3339(assumed.expiration), "assumed role");
             Ok(assumed)
         }
         Err(err) => {

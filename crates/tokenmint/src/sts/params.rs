@@ -119,7 +119,17 @@ fn assume_role(params: &mut BTreeMap<String, String>) -> Result<AssumeRoleParams
     };
     let role_arn = required("RoleArn")?;
     let session_name = required("RoleSessionName")?;
-    let token = required("WebIdentityToken")?;
+    // A token file written with `echo` ends in a newline, which SDKs that read
+    // AWS_WEB_IDENTITY_TOKEN_FILE send as is. A compact JWT has no whitespace,
+    // so trailing whitespace is dropped rather than failing the token as
+    // malformed.
+    let token = {
+        let raw = required("WebIdentityToken")?;
+        let kept = raw.trim_end_matches([' ', '\t', '\r', '\n']).len();
+        let mut raw = raw;
+        raw.truncate(kept);
+        raw
+    };
     let length = |name: &str, value: &str, min: usize, max: usize| {
         let n = value.chars().count();
         if (min..=max).contains(&n) {
@@ -196,6 +206,23 @@ mod tests {
             parse(b"Action=GetCallerIdentity&Version=2011-06-15").unwrap(),
             Call::GetCallerIdentity
         ));
+    }
+
+    #[test]
+    fn trailing_newline_of_a_token_file_is_dropped() {
+        use secrecy::ExposeSecret as _;
+        let body = format!("Action=AssumeRoleWithWebIdentity&Version=2011-06-15&RoleArn={ARN}&WebIdentityToken=a.b.c%0D%0A%20&RoleSessionName=ok");
+        let Call::AssumeRoleWithWebIdentity(p) = parse(body.as_bytes()).unwrap() else {
+            panic!("wrong call");
+        };
+        assert_eq!(p.token.expose_secret(), "a.b.c");
+        // Only trailing whitespace: a token with whitespace inside stays as
+        // sent, and fails verification as malformed.
+        let body = format!("Action=AssumeRoleWithWebIdentity&Version=2011-06-15&RoleArn={ARN}&WebIdentityToken=a.b%0A.c&RoleSessionName=ok");
+        let Call::AssumeRoleWithWebIdentity(p) = parse(body.as_bytes()).unwrap() else {
+            panic!("wrong call");
+        };
+        assert_eq!(p.token.expose_secret(), "a.b\n.c");
     }
 
     #[test]

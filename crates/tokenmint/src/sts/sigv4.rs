@@ -15,13 +15,11 @@
 //! hex(SHA-256(canonical request))`, signed with the key chain
 //! `HMAC("AWS4"+secret, date) → region → service → "aws4_request"`.
 
+use crate::aws::sigv4::{self as shared, collapse, ALGORITHM, AMZ_DATE};
 use http::HeaderMap;
 use ring::hmac;
-use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-/// The only algorithm accepted.
-pub(crate) const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 /// How far `X-Amz-Date` may be from `now`, either way.
 pub(crate) const MAX_SKEW: time::Duration = time::Duration::minutes(5);
 
@@ -169,8 +167,7 @@ pub(crate) fn request_time<'a>(
         .ok_or_else(|| {
             SigV4Error::Time("the request has no X-Amz-Date header; sign it with SigV4".into())
         })?;
-    let format = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
-    let at = time::PrimitiveDateTime::parse(value, format)
+    let at = time::PrimitiveDateTime::parse(value, AMZ_DATE)
         .map_err(|_| SigV4Error::Time(format!("X-Amz-Date {value:?} is not YYYYMMDDTHHMMSSZ")))?
         .assume_utc();
     if !value.starts_with(&auth.date) {
@@ -201,7 +198,7 @@ pub(crate) fn canonical_request(
             .headers
             .get_all(name.as_str())
             .iter()
-            .map(|v| collapse_spaces(&String::from_utf8_lossy(v.as_bytes())))
+            .map(|v| collapse(&String::from_utf8_lossy(v.as_bytes())))
             .collect();
         if values.is_empty() {
             return Err(SigV4Error::Malformed(format!(
@@ -213,36 +210,24 @@ pub(crate) fn canonical_request(
         headers.push_str(&values.join(","));
         headers.push('\n');
     }
-    Ok(format!(
-        "{}\n{}\n{}\n{}\n{}\n{}",
+    Ok(shared::canonical_request(
         req.method,
-        uri_encode(req.path, true),
-        canonical_query(req.query),
-        headers,
-        names.join(";"),
-        hex::encode(Sha256::digest(req.body)),
+        &uri_encode(req.path, true),
+        &canonical_query(req.query),
+        &headers,
+        &names.join(";"),
+        req.body,
     ))
 }
 
 /// The string to sign for a canonical request.
 pub(crate) fn string_to_sign(canonical: &str, amz_date: &str, auth: &Authorization) -> String {
-    format!(
-        "{ALGORITHM}\n{amz_date}\n{}\n{}",
-        auth.scope(),
-        hex::encode(Sha256::digest(canonical.as_bytes()))
-    )
+    shared::string_to_sign(amz_date, &auth.scope(), canonical)
 }
 
 /// The signing key for `secret` and `auth`'s scope.
 pub(crate) fn signing_key(secret: &str, auth: &Authorization) -> hmac::Key {
-    let step = |key: &[u8], data: &str| {
-        hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), data.as_bytes())
-    };
-    let k_date = step(format!("AWS4{secret}").as_bytes(), &auth.date);
-    let k_region = step(k_date.as_ref(), &auth.region);
-    let k_service = step(k_region.as_ref(), &auth.service);
-    let k_signing = step(k_service.as_ref(), "aws4_request");
-    hmac::Key::new(hmac::HMAC_SHA256, k_signing.as_ref())
+    shared::signing_key(secret, &auth.date, &auth.region, &auth.service)
 }
 
 /// Verifies `auth.signature` over `req` with `secret`, with the request time
@@ -269,11 +254,6 @@ pub(crate) fn verify(
         &auth.signature,
     )
     .map_err(|_| SigV4Error::Mismatch)
-}
-
-/// Trims and collapses runs of spaces in a header value.
-fn collapse_spaces(value: &str) -> String {
-    value.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// AWS URI encoding: every byte outside `A-Za-z0-9-_.~` (and `/` when
@@ -310,6 +290,7 @@ fn canonical_query(query: &str) -> String {
 mod tests {
     use super::*;
     use http::HeaderValue;
+    use sha2::{Digest as _, Sha256};
 
     /// AWS's documented example (IAM `ListUsers`, "Create a signed AWS API
     /// request" in the IAM User Guide; the same request as the SigV4 test
@@ -490,5 +471,63 @@ mod tests {
         assert_eq!(uri_encode("/a b/~x", true), "/a%20b/~x");
         assert_eq!(uri_encode("a/b", false), "a%2Fb");
         assert_eq!(canonical_query("b=2&a=x+y&a=%2A"), "a=%2A&a=x%20y&b=2");
+    }
+
+    /// The client side (`aws::sigv4::sign`, used for SSM and KMS) and this
+    /// verifier share one canonical form: what one signs, the other accepts.
+    #[test]
+    fn the_signer_and_the_verifier_agree() {
+        use crate::aws::sigv4::{sign, Request};
+        let creds = crate::aws::AwsCredentials {
+            access_key_id: "AKIDEXAMPLE".into(),
+            secret_access_key: secrecy::SecretString::from(EXAMPLE_SECRET),
+            session_token: Some(secrecy::SecretString::from("tm1.abc.def")),
+        };
+        let body = b"Action=GetCallerIdentity&Version=2011-06-15";
+        let now = example_now();
+        let added = sign(
+            &Request {
+                method: "POST",
+                host: "127.0.0.1:8080",
+                path: "/",
+                query: "",
+                headers: &[("content-type", "application/x-www-form-urlencoded")],
+                body,
+            },
+            &creds,
+            "us-east-1",
+            "sts",
+            now,
+        );
+        let mut headers = HeaderMap::new();
+        headers.insert("host", HeaderValue::from_static("127.0.0.1:8080"));
+        headers.insert(
+            "content-type",
+            HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+        let mut authorization = String::new();
+        for (name, value) in added {
+            if name == "authorization" {
+                authorization = value.clone();
+            }
+            headers.insert(name, HeaderValue::from_str(&value).unwrap());
+        }
+        let auth = Authorization::parse(&authorization).unwrap();
+        let req = Received {
+            method: "POST",
+            path: "/",
+            query: "",
+            headers: &headers,
+            body,
+        };
+        verify(&req, &auth, EXAMPLE_SECRET, now).unwrap();
+        let tampered = Received {
+            body: b"Action=GetCallerIdentity&Version=2011-06-16",
+            ..req
+        };
+        assert_eq!(
+            verify(&tampered, &auth, EXAMPLE_SECRET, now),
+            Err(SigV4Error::Mismatch)
+        );
     }
 }

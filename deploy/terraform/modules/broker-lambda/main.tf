@@ -42,6 +42,11 @@ locals {
       GITHUB_TOKEN_BROKER_GITHUB_API_BASE_URL  = var.github_api_base_url
       GITHUB_TOKEN_BROKER_LOG_LEVEL            = var.log_level
     },
+    # With a KMS signing key, App JWTs are signed by kms:Sign and the private-key parameter is
+    # not read (invoke mode; in http mode the config's [github] kms_key_id names the key).
+    var.kms_signing_key_arn == null ? {} : {
+      TOKENMINT_GITHUB_APP_KMS_KEY_ID = var.kms_signing_key_arn
+    },
     var.mode == "http" ? {
       TOKENMINT_MODE      = "http"
       TOKENMINT_CONFIG    = coalesce(var.tokenmint_config, "/var/task/tokenmint.toml")
