@@ -58,6 +58,12 @@ struct Args {
     /// Seconds per soak window (one RSS sample each).
     #[arg(long, default_value_t = 60)]
     soak_window: u64,
+    /// The audit store tokenmint writes to: SQLite in the temporary directory
+    /// by default, or e.g. `postgres://postgres@127.0.0.1:5432/test`. Each
+    /// run appends to its own chain (`bench-<unix time>`), so runs against a
+    /// shared PostgreSQL database do not continue each other's chains.
+    #[arg(long, default_value = "sqlite://audit.db")]
+    audit_database: String,
     /// Keep the temporary directory (config, audit DB, tokenmint's log) and print its path.
     #[arg(long)]
     keep_dir: bool,
@@ -134,6 +140,14 @@ async fn bench(args: &Args) -> anyhow::Result<RunReport> {
             listen,
             upstreams.github.url().as_str(),
             &upstreams.issuer.issuer_url(),
+            &args.audit_database,
+            &format!(
+                "bench-{}",
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or_default()
+            ),
         ),
     )
     .context("write tokenmint.toml")?;

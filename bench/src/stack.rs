@@ -124,17 +124,24 @@ pub(crate) fn free_loopback_port() -> anyhow::Result<SocketAddr> {
     listener.local_addr().context("read the bound address")
 }
 
-/// tokenmint's config: SQLite audit, the stand-in as GitHub, the local
+/// tokenmint's config: the audit store (SQLite by default), the stand-in as GitHub, the local
 /// issuer, and one broker whose policy the issuer's default tokens satisfy
 /// using every condition form (exact, list, like, matches).
-pub(crate) fn config_text(listen: SocketAddr, github_url: &str, issuer_url: &str) -> String {
+pub(crate) fn config_text(
+    listen: SocketAddr,
+    github_url: &str,
+    issuer_url: &str,
+    audit_database: &str,
+    chain: &str,
+) -> String {
     format!(
         r#"# Written by tokenmint-bench. The issuer and GitHub API are local stand-ins.
 [server]
 listen = "{listen}"
 
 [audit]
-database = "sqlite://audit.db"
+database = "{audit_database}"
+chain = "{chain}"
 
 [github]
 api_url = "{github_url}"
@@ -311,6 +318,8 @@ mod tests {
                 "127.0.0.1:1".parse().unwrap(),
                 "http://127.0.0.1:2/",
                 "http://127.0.0.1:3",
+                "sqlite://audit.db",
+                "bench",
             ),
         )
         .unwrap();

@@ -285,6 +285,13 @@ async fn open_pool(url: &StoreUrl) -> Result<AnyPool, AuditError> {
                 Ok(())
             })
         });
+    if backend == Backend::Sqlite {
+        // A SQLite connection is a local file handle that does not go stale,
+        // so skip the liveness ping on every acquire: each ping is a round
+        // trip to the connection's worker thread, once per audit batch. A
+        // PostgreSQL connection can die with its server, so it keeps the ping.
+        options = options.test_before_acquire(false);
+    }
     if url.memory {
         // The database lives only as long as its one connection.
         options = options
