@@ -1,4 +1,4 @@
-//! Closed-loop load: N clients each send an exchange, wait for the answer, and send the next, until a deadline.
+//! Load: N clients each send an exchange, wait for the answer, and send the next (closed loop), or send on a fixed schedule (paced), until a deadline.
 
 use hdrhistogram::Histogram;
 use std::sync::Arc;
@@ -31,24 +31,40 @@ pub(crate) fn new_histogram() -> anyhow::Result<Histogram<u64>> {
     Ok(Histogram::new_with_bounds(1, 600_000_000, 3)?)
 }
 
-/// Runs `clients` closed-loop clients for `duration` against `url`, cycling
-/// through `tokens` (client `c` starts at token `c` and steps by `clients`).
+/// Runs `clients` clients for `duration` against `url`, cycling through
+/// `tokens` (client `c` starts at token `c` and steps by `clients`).
+///
+/// Without `rate` each client is closed-loop: it sends the next request as
+/// soon as the last is answered, so the service runs flat out and latency is
+/// mostly queueing. With `rate` (total requests per second) each client sends
+/// on a fixed schedule, `clients / rate` seconds apart, staggered so the
+/// clients do not fire together; latency is then measured from the
+/// *scheduled* send time, so a stalled service is charged for the requests
+/// it delayed (no coordinated omission).
 pub(crate) async fn run(
     client: &reqwest::Client,
     url: &str,
     tokens: Arc<Vec<String>>,
     clients: usize,
     duration: Duration,
+    rate: Option<f64>,
 ) -> anyhow::Result<LoadResult> {
     let start = Instant::now();
     let deadline = start + duration;
+    let interval = rate
+        .filter(|r| *r > 0.0)
+        .map(|r| Duration::from_secs_f64(clients as f64 / r));
     let mut tasks = Vec::with_capacity(clients);
     for c in 0..clients {
         let client = client.clone();
         let url = url.to_owned();
         let tokens = Arc::clone(&tokens);
+        let pacing = interval.map(|every| Pacing {
+            next: start + every.mul_f64(c as f64 / clients as f64),
+            every,
+        });
         tasks.push(tokio::spawn(async move {
-            one_client(client, url, tokens, c, clients, deadline).await
+            one_client(client, url, tokens, c, clients, deadline, pacing).await
         }));
     }
     let mut total = LoadResult {
@@ -71,6 +87,15 @@ pub(crate) async fn run(
     Ok(total)
 }
 
+/// A paced client's schedule.
+#[derive(Debug, Clone, Copy)]
+struct Pacing {
+    /// When the next request is due.
+    next: Instant,
+    /// Time between this client's requests.
+    every: Duration,
+}
+
 async fn one_client(
     client: reqwest::Client,
     url: String,
@@ -78,6 +103,7 @@ async fn one_client(
     first: usize,
     step: usize,
     deadline: Instant,
+    mut pacing: Option<Pacing>,
 ) -> anyhow::Result<LoadResult> {
     let mut out = LoadResult {
         latency_us: new_histogram()?,
@@ -91,9 +117,20 @@ async fn one_client(
     }
     let mut index = first % tokens.len();
     while Instant::now() < deadline {
+        let sent = match pacing.as_mut() {
+            Some(p) => {
+                let due = p.next;
+                p.next += p.every;
+                if due >= deadline {
+                    break;
+                }
+                tokio::time::sleep_until(due.into()).await;
+                due
+            }
+            None => Instant::now(),
+        };
         let token = tokens.get(index).map(String::as_str).unwrap_or_default();
         index = (index + step) % tokens.len();
-        let sent = Instant::now();
         let answer = client.post(&url).bearer_auth(token).send().await;
         let status = match answer {
             // Read the whole body so the connection goes back to the pool.
@@ -121,4 +158,77 @@ async fn one_client(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    /// A loopback HTTP/1.1 server that answers every request 200 and counts them.
+    async fn counting_server() -> (String, Arc<AtomicU64>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let count = Arc::new(AtomicU64::new(0));
+        let seen = Arc::clone(&count);
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut conn, _)) = listener.accept().await else {
+                    return;
+                };
+                let seen = Arc::clone(&seen);
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 8192];
+                    let mut pending = Vec::new();
+                    loop {
+                        let Ok(n) = conn.read(&mut buf).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        pending.extend_from_slice(&buf[..n]);
+                        // Bodyless requests: each ends at a blank line.
+                        while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                            pending.drain(..end + 4);
+                            seen.fetch_add(1, Ordering::Relaxed);
+                            let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}";
+                            if conn.write_all(reply).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (url, count)
+    }
+
+    #[tokio::test]
+    async fn paced_clients_send_on_schedule_and_closed_loop_ones_do_not_wait() {
+        let (url, count) = counting_server().await;
+        let client = reqwest::Client::new();
+        let tokens = Arc::new(vec!["t".to_owned()]);
+        let window = Duration::from_millis(600);
+
+        // 4 clients offering 50 requests/s for 0.6 s: at most 30 sends are
+        // scheduled before the deadline, whatever the machine's speed.
+        let paced = run(&client, &url, Arc::clone(&tokens), 4, window, Some(50.0))
+            .await
+            .unwrap();
+        let sent = count.swap(0, Ordering::Relaxed);
+        assert_eq!(paced.ok, sent);
+        assert!((5..=30).contains(&sent), "paced run sent {sent}");
+        assert_eq!(paced.latency_us.len(), sent);
+
+        // Closed loop: each client sends as soon as it is answered.
+        let flat_out = run(&client, &url, tokens, 4, window, None).await.unwrap();
+        assert!(
+            flat_out.ok > 60,
+            "closed loop only sent {} in {window:?}",
+            flat_out.ok
+        );
+    }
 }

@@ -58,6 +58,12 @@ struct Args {
     /// Seconds per soak window (one RSS sample each).
     #[arg(long, default_value_t = 60)]
     soak_window: u64,
+    /// Paced instead of closed-loop: the clients together offer this many
+    /// requests per second at every level, and latency counts from each
+    /// request's scheduled send time. Use it for latency at a load the
+    /// service can carry (closed-loop latency is mostly queueing).
+    #[arg(long)]
+    rate: Option<f64>,
     /// The audit store tokenmint writes to: SQLite in the temporary directory
     /// by default, or e.g. `postgres://postgres@127.0.0.1:5432/test`. Each
     /// run appends to its own chain (`bench-<unix time>`), so runs against a
@@ -91,6 +97,9 @@ fn run(args: Args) -> anyhow::Result<()> {
         && (args.soak_clients == 0 || args.soak_window == 0 || args.soak_window > MAX_DURATION_SECS)
     {
         bail!("--soak needs --soak-clients >= 1 and --soak-window 1..={MAX_DURATION_SECS} s");
+    }
+    if args.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+        bail!("--rate must be a positive number of requests per second");
     }
     if args.tokens == 0 {
         bail!("--tokens must be at least 1");
@@ -242,6 +251,7 @@ async fn measure(
             Arc::clone(&tokens),
             16,
             Duration::from_secs(args.warmup),
+            None,
         )
         .await?;
         if warm.ok == 0 {
@@ -272,6 +282,7 @@ async fn measure(
             tokens,
             clients,
             Duration::from_secs(args.duration),
+            args.rate,
         )
         .await?;
 
@@ -314,6 +325,7 @@ async fn measure(
         clock_ticks_per_second: hz,
         clock_tick_source: TickSource::Getconf,
         cold_github_calls,
+        offered_rate: args.rate,
         levels,
         soak,
         child_exit: String::new(),
@@ -344,6 +356,7 @@ async fn soak(
             tokens,
             args.soak_clients,
             Duration::from_secs(window),
+            None,
         )
         .await?;
         done += window;

@@ -17,6 +17,9 @@ pub(crate) struct RunReport {
     pub(crate) clock_tick_source: TickSource,
     /// GitHub stand-in calls made by the very first exchange (cold caches).
     pub(crate) cold_github_calls: usize,
+    /// `--rate`: requests per second the paced clients offered together;
+    /// `None` for closed-loop clients.
+    pub(crate) offered_rate: Option<f64>,
     pub(crate) levels: Vec<LevelReport>,
     /// The soak, when `--soak` asked for one.
     pub(crate) soak: Option<SoakReport>,
@@ -186,6 +189,12 @@ pub(crate) fn markdown(report: &RunReport) -> String {
         TickSource::Getconf => "from `getconf CLK_TCK`",
         TickSource::Assumed => "ASSUMED (getconf failed)",
     };
+    if let Some(rate) = report.offered_rate {
+        let _ = writeln!(
+            s,
+            "Paced clients: {rate:.0} requests/s offered in total at every level; latency counts from each request's scheduled send time.\n"
+        );
+    }
     let _ = writeln!(
         s,
         "{} s per level after {} s warm-up; {} pre-minted OIDC tokens per level, reused round-robin. \
@@ -285,6 +294,7 @@ mod tests {
             clock_ticks_per_second: 100,
             clock_tick_source: TickSource::Getconf,
             cold_github_calls: 2,
+            offered_rate: None,
             levels: vec![l],
             soak: None,
             child_exit: "stopped".into(),
@@ -311,6 +321,7 @@ mod tests {
             clock_ticks_per_second: 100,
             clock_tick_source: TickSource::Getconf,
             cold_github_calls: 2,
+            offered_rate: None,
             levels: vec![],
             soak: Some(SoakReport {
                 clients: 64,
