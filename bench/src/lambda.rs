@@ -11,7 +11,6 @@ use crate::report::per;
 use crate::stack::{self, APP_ID, INSTALLATION_ID, OWNER, REPO};
 use anyhow::{anyhow, bail, Context as _};
 use std::collections::HashSet;
-use std::io::{Read as _, Seek as _, SeekFrom};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -105,16 +104,9 @@ impl Instance {
         })
     }
 
-    /// The last few KiB of the instances' log, for error messages.
+    /// The end of the log all instances append to, for error messages.
     fn log_tail(&self) -> String {
-        let Ok(mut file) = std::fs::File::open(&self.log_path) else {
-            return String::new();
-        };
-        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-        let _ = file.seek(SeekFrom::Start(len.saturating_sub(4096)));
-        let mut text = String::new();
-        let _ = file.read_to_string(&mut text);
-        text
+        stack::file_tail(&self.log_path)
     }
 
     /// Waits for `pending`'s answer; fails on an init error, an exit, a timeout

@@ -178,6 +178,18 @@ ref = {{ matches = "refs/heads/(main|release/.*)" }}
     )
 }
 
+/// The last 4 KiB of the file at `path` (empty if unreadable), for error messages.
+pub(crate) fn file_tail(path: &Path) -> String {
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return String::new();
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = file.seek(SeekFrom::Start(len.saturating_sub(4096)));
+    let mut text = String::new();
+    let _ = file.read_to_string(&mut text);
+    text
+}
+
 /// The `tokenmint serve` child process.
 #[derive(Debug)]
 pub(crate) struct Server {
@@ -225,14 +237,7 @@ impl Server {
 
     /// The last few lines of the child's log, for error messages.
     pub(crate) fn log_tail(&self) -> String {
-        let Ok(mut file) = std::fs::File::open(&self.log_path) else {
-            return String::new();
-        };
-        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-        let _ = file.seek(SeekFrom::Start(len.saturating_sub(4096)));
-        let mut text = String::new();
-        let _ = file.read_to_string(&mut text);
-        text
+        file_tail(&self.log_path)
     }
 
     /// Polls `GET /readyz` until 200, the child exits, or `timeout` passes.
