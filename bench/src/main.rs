@@ -1,9 +1,15 @@
-//! `tokenmint-bench`: a rerunnable closed-loop load benchmark of the real `tokenmint serve` binary, on loopback, against the local OIDC issuer and GitHub API stand-in.
+//! `tokenmint-bench`: a rerunnable closed-loop load benchmark of the real `tokenmint serve` binary, on loopback, against the local OIDC issuer and GitHub API stand-in; with `--lambda`, the real `bootstrap` against local stand-ins.
 //!
 //! Build both first: `cargo build --release -p tokenmint-cli -p tokenmint-bench`,
 //! then run `target/release/tokenmint-bench` (see `--help` and BENCHMARKS.md).
+//! For the Lambda: `cargo build --release -p tokenmint-lambda -p tokenmint-bench`,
+//! then `target/release/tokenmint-bench --lambda --bootstrap-bin target/release/bootstrap`.
 
+mod elf;
+mod lambda;
+mod lambda_report;
 mod load;
+mod moto;
 mod procfs;
 mod report;
 mod stack;
@@ -73,6 +79,27 @@ struct Args {
     /// Keep the temporary directory (config, audit DB, tokenmint's log) and print its path.
     #[arg(long)]
     keep_dir: bool,
+    /// Benchmark the Lambda `bootstrap` instead of `tokenmint serve`: its size,
+    /// cold starts, a warm instance's per-invocation cost, and a model of
+    /// github-token-broker's per-invocation work, against the Lambda Runtime
+    /// API emulator, moto (SSM) behind a counting proxy and the GitHub stand-in.
+    #[arg(long, requires = "bootstrap_bin")]
+    lambda: bool,
+    /// The `bootstrap` binary (with --lambda). Build it with `cargo build --release -p tokenmint-lambda`.
+    #[arg(long)]
+    bootstrap_bin: Option<PathBuf>,
+    /// Cold starts to measure (with --lambda).
+    #[arg(long, default_value_t = 20)]
+    cold_starts: usize,
+    /// Sequential warm invocations of one instance (with --lambda).
+    #[arg(long, default_value_t = 2000)]
+    invocations: u64,
+    /// Repetitions of each step of the model of the original's per-invocation work (with --lambda).
+    #[arg(long, default_value_t = 500)]
+    model_reps: u64,
+    /// The Python venv with moto's server (with --lambda); default: what `scripts/python-env aws` prints.
+    #[arg(long)]
+    aws_venv: Option<PathBuf>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -87,6 +114,9 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
+    if args.lambda {
+        return run_lambda(&args);
+    }
     if args.concurrency.is_empty() || args.concurrency.contains(&0) {
         bail!("--concurrency needs one or more levels, each at least 1");
     }
@@ -124,6 +154,46 @@ fn run(args: Args) -> anyhow::Result<()> {
         writeln!(out)?;
     } else {
         out.write_all(report::markdown(&report).as_bytes())?;
+    }
+    Ok(())
+}
+
+/// `--lambda`: validates the arguments, runs [`lambda::bench`], prints the report.
+fn run_lambda(args: &Args) -> anyhow::Result<()> {
+    let Some(bootstrap_bin) = args.bootstrap_bin.clone() else {
+        bail!("--lambda needs --bootstrap-bin PATH");
+    };
+    if !bootstrap_bin.is_file() {
+        bail!(
+            "{} does not exist: build it with `cargo build --release -p tokenmint-lambda` \
+             (with CARGO_TARGET_DIR set it is $CARGO_TARGET_DIR/release/bootstrap)",
+            bootstrap_bin.display()
+        );
+    }
+    if args.cold_starts == 0 || args.invocations == 0 || args.model_reps == 0 {
+        bail!("--cold-starts, --invocations and --model-reps must each be at least 1");
+    }
+    let lambda_args = lambda::LambdaArgs {
+        bootstrap_bin,
+        cold_starts: args.cold_starts,
+        invocations: args.invocations,
+        model_reps: args.model_reps,
+        aws_venv: args.aws_venv.clone(),
+        keep_dir: args.keep_dir,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("bench-client")
+        .enable_all()
+        .build()
+        .context("start the bench's runtime")?;
+    let report = runtime.block_on(lambda::bench(&lambda_args))?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        out.write_all(lambda_report::markdown(&report).as_bytes())?;
     }
     Ok(())
 }

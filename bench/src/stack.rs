@@ -18,6 +18,13 @@ pub(crate) const STANDIN_THREAD: &str = "bench-standin";
 pub(crate) const AUDIENCE: &str = "tokenmint";
 /// The broker the load hits.
 pub(crate) const BROKER: &str = "widgets-read";
+/// The GitHub App's id (the App JWT's `iss`) the stand-in expects.
+pub(crate) const APP_ID: &str = "1";
+/// The repository the App is installed on, as owner and name.
+pub(crate) const OWNER: &str = "acme";
+pub(crate) const REPO: &str = "widgets";
+/// Its installation.
+pub(crate) const INSTALLATION_ID: u64 = 4242;
 
 /// The issuer and stand-in, served by a dedicated single-threaded runtime.
 #[derive(Debug)]
@@ -63,9 +70,13 @@ impl Upstreams {
                         let github = GithubStandIn::spawn(
                             tokio::net::TcpListener::bind(loopback).await?,
                             StandInConfig {
-                                app_id: "1".into(),
+                                app_id: APP_ID.into(),
                                 app_public_key: public_jwk,
-                                installations: vec![("acme/widgets".into(), 4242, 56789)],
+                                installations: vec![(
+                                    format!("{OWNER}/{REPO}"),
+                                    INSTALLATION_ID,
+                                    56789,
+                                )],
                             },
                         )
                         .await
@@ -174,6 +185,18 @@ ref = {{ matches = "refs/heads/(main|release/.*)" }}
     )
 }
 
+/// The last 4 KiB of the file at `path` (empty if unreadable), for error messages.
+pub(crate) fn file_tail(path: &Path) -> String {
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return String::new();
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = file.seek(SeekFrom::Start(len.saturating_sub(4096)));
+    let mut text = String::new();
+    let _ = file.read_to_string(&mut text);
+    text
+}
+
 /// The `tokenmint serve` child process.
 #[derive(Debug)]
 pub(crate) struct Server {
@@ -221,14 +244,7 @@ impl Server {
 
     /// The last few lines of the child's log, for error messages.
     pub(crate) fn log_tail(&self) -> String {
-        let Ok(mut file) = std::fs::File::open(&self.log_path) else {
-            return String::new();
-        };
-        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-        let _ = file.seek(SeekFrom::Start(len.saturating_sub(4096)));
-        let mut text = String::new();
-        let _ = file.read_to_string(&mut text);
-        text
+        file_tail(&self.log_path)
     }
 
     /// Polls `GET /readyz` until 200, the child exits, or `timeout` passes.

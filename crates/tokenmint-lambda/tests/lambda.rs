@@ -1,21 +1,16 @@
-//! End-to-end tests of the real `bootstrap`: a Lambda Runtime API on loopback (in this file), SSM served by moto, GitHub by tokenmint's stand-in, following github-token-broker's own scenarios.
+//! End-to-end tests of the real `bootstrap`: the Lambda Runtime API stand-in (`tokenmint::dev::lambda_runtime`) on loopback, SSM served by moto, GitHub by tokenmint's stand-in, following github-token-broker's own scenarios.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::Router;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 use tokenmint::dev::github_standin::{Fault, GithubStandIn, StandInConfig};
+use tokenmint::dev::lambda_runtime::{self as emulator, LambdaRuntime, RuntimeConfig};
 use tokenmint::keys::RsaSigningKey;
-use tokio::sync::{mpsc, Mutex};
 
 const OWNER: &str = "acme";
 const REPO: &str = "widgets";
@@ -134,92 +129,17 @@ impl Moto {
     }
 }
 
-/// What the bootstrap posted for one invocation.
+/// What the bootstrap posted for one invocation, bodies parsed as JSON.
 #[derive(Debug)]
 enum Outcome {
     Response(Value),
     Error { body: Value, error_type: String },
 }
 
-/// Invocations waiting for `/next`: (request id, payload).
-type Queue = mpsc::Receiver<(String, Vec<u8>)>;
-
-/// A Lambda Runtime API on loopback: hands out queued payloads and records answers.
-#[derive(Clone)]
-struct RuntimeApi {
-    next: Arc<Mutex<Queue>>,
-    outcomes: mpsc::Sender<(String, Outcome)>,
-    init_errors: mpsc::Sender<(Value, String)>,
-}
-
-async fn next(State(api): State<RuntimeApi>) -> Response {
-    let Some((id, payload)) = api.next.lock().await.recv().await else {
-        return StatusCode::GONE.into_response();
-    };
-    (
-        [
-            ("lambda-runtime-aws-request-id", id),
-            ("lambda-runtime-deadline-ms", "4102444800000".to_owned()),
-            (
-                "lambda-runtime-invoked-function-arn",
-                "arn:aws:lambda:us-east-1:123456789012:function:broker".to_owned(),
-            ),
-        ],
-        payload,
-    )
-        .into_response()
-}
-
-async fn response(
-    State(api): State<RuntimeApi>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> StatusCode {
-    let body = serde_json::from_slice(&body).expect("response is JSON");
-    api.outcomes
-        .send((id, Outcome::Response(body)))
-        .await
-        .unwrap();
-    StatusCode::ACCEPTED
-}
-
-fn error_type(headers: &HeaderMap) -> String {
-    headers
-        .get("lambda-runtime-function-error-type")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default()
-}
-
-async fn error(
-    State(api): State<RuntimeApi>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> StatusCode {
-    let body = serde_json::from_slice(&body).expect("error is JSON");
-    let error_type = error_type(&headers);
-    api.outcomes
-        .send((id, Outcome::Error { body, error_type }))
-        .await
-        .unwrap();
-    StatusCode::ACCEPTED
-}
-
-async fn init_error(State(api): State<RuntimeApi>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    let body = serde_json::from_slice(&body).expect("init error is JSON");
-    api.init_errors
-        .send((body, error_type(&headers)))
-        .await
-        .unwrap();
-    StatusCode::ACCEPTED
-}
-
-/// One running `bootstrap` with its Runtime API, and its captured output.
+/// One running `bootstrap` with its own Runtime API stand-in, and its captured output.
 struct Function {
     child: Child,
-    submit: mpsc::Sender<(String, Vec<u8>)>,
-    outcomes: mpsc::Receiver<(String, Outcome)>,
-    init_errors: mpsc::Receiver<(Value, String)>,
+    runtime: LambdaRuntime,
     dir: tempfile::TempDir,
     counter: usize,
 }
@@ -233,31 +153,15 @@ impl Drop for Function {
 
 impl Function {
     async fn start(env: &[(&str, String)]) -> Self {
-        let (submit, next_rx) = mpsc::channel(16);
-        let (outcome_tx, outcomes) = mpsc::channel(16);
-        let (init_tx, init_errors) = mpsc::channel(4);
-        let api = RuntimeApi {
-            next: Arc::new(Mutex::new(next_rx)),
-            outcomes: outcome_tx,
-            init_errors: init_tx,
-        };
-        let app = Router::new()
-            .route("/2018-06-01/runtime/invocation/next", get(next))
-            .route(
-                "/2018-06-01/runtime/invocation/{id}/response",
-                post(response),
-            )
-            .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
-            .route("/2018-06-01/runtime/init/error", post(init_error))
-            .with_state(api);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let runtime = LambdaRuntime::spawn(listener, RuntimeConfig::default())
+            .await
+            .unwrap();
 
         let dir = tempfile::tempdir().unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_bootstrap"));
         cmd.env_clear()
-            .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
+            .env("AWS_LAMBDA_RUNTIME_API", runtime.runtime_api())
             .stdout(std::fs::File::create(dir.path().join("stdout")).unwrap())
             .stderr(std::fs::File::create(dir.path().join("stderr")).unwrap());
         for (k, v) in env {
@@ -266,9 +170,7 @@ impl Function {
         let child = cmd.spawn().expect("start bootstrap");
         Self {
             child,
-            submit,
-            outcomes,
-            init_errors,
+            runtime,
             dir,
             counter: 0,
         }
@@ -277,16 +179,36 @@ impl Function {
     async fn invoke(&mut self, payload: &[u8]) -> Outcome {
         self.counter += 1;
         let id = format!("8f0c6a4e-0000-4000-8000-{:012}", self.counter);
-        self.submit
-            .send((id.clone(), payload.to_vec()))
-            .await
+        let pending = self
+            .runtime
+            .queue_with_id(id.clone(), payload.to_vec())
             .unwrap();
-        let (got, outcome) = tokio::time::timeout(Duration::from_secs(60), self.outcomes.recv())
+        let answer = tokio::time::timeout(Duration::from_secs(60), pending.answer())
             .await
             .expect("bootstrap answered in time")
             .expect("runtime API still up");
-        assert_eq!(got, id, "answer is for the invocation sent");
-        outcome
+        assert_eq!(answer.request_id, id, "answer is for the invocation sent");
+        match answer.outcome {
+            emulator::Outcome::Response(body) => {
+                Outcome::Response(serde_json::from_slice(&body).expect("response is JSON"))
+            }
+            emulator::Outcome::Error { body, error_type } => Outcome::Error {
+                body: serde_json::from_slice(&body).expect("error is JSON"),
+                error_type: error_type.unwrap_or_default(),
+            },
+        }
+    }
+
+    /// The next report posted to `/runtime/init/error`: its JSON body and error type.
+    async fn init_error(&self) -> (Value, String) {
+        let report = tokio::time::timeout(Duration::from_secs(30), self.runtime.init_error())
+            .await
+            .expect("init error posted")
+            .unwrap();
+        (
+            serde_json::from_slice(&report.body).expect("init error is JSON"),
+            report.error_type.unwrap_or_default(),
+        )
     }
 
     async fn invoke_err(&mut self, payload: &[u8]) -> (String, String) {
@@ -616,10 +538,7 @@ async fn configuration_errors_reach_the_init_error_endpoint() {
     ];
     for (env, expected) in cases {
         let mut f = Function::start(&env).await;
-        let (body, kind) = tokio::time::timeout(Duration::from_secs(30), f.init_errors.recv())
-            .await
-            .expect("init error posted")
-            .unwrap();
+        let (body, kind) = f.init_error().await;
         let message = body["errorMessage"].as_str().unwrap();
         assert!(message.starts_with(expected), "{message}");
         assert_eq!(kind, "Runtime.ConfigError");

@@ -19,7 +19,7 @@
 //! - [`sts`]: the AWS STS-compatible endpoint (`AssumeRoleWithWebIdentity`, `GetCallerIdentity`) for `[[role]]` trust policies.
 //! - [`logging`]: the JSON log line format, with span fields such as `request_id` on every line.
 //! - [`metrics`]: the Prometheus registry behind `GET /metrics`, its series created at start.
-//! - [`dev`]: the local OIDC issuer and GitHub API stand-in behind `tokenmint dev` and the tests.
+//! - [`dev`]: the local OIDC issuer, GitHub API stand-in and Lambda Runtime API stand-in behind `tokenmint dev`, the tests and the bench.
 //! - [`keys`]: RSA signing keys and compact JWS signing.
 //! - [`client`]: the CI-side client behind `tokenmint exchange`.
 //! - [`lambda`]: the AWS Lambda function: github-token-broker compatible invoke mode, http mode over the shared router, the Runtime API loop.

@@ -479,7 +479,7 @@ async fn health_methods_and_unknown_paths() {
     // An AWS SDK pointed at a tokenmint without [[role]]s learns why.
     let r = h.client.post(format!("{}/", h.base)).send().await.unwrap();
     assert_eq!(r.status(), 404);
-    let body: Value = r.json().await.unwrap();
+    let body: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
     assert!(
         body["message"].as_str().unwrap().contains("[[role]]"),
         "{body}"

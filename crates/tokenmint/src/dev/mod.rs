@@ -1,7 +1,8 @@
-//! The local development stack behind `tokenmint dev` and the integration tests: an OIDC issuer and a GitHub API stand-in, never the real services.
+//! The local development stack behind `tokenmint dev`, the integration tests and the bench: an OIDC issuer, a GitHub API stand-in and a Lambda Runtime API stand-in, never the real services.
 
 pub mod github_standin;
 pub mod issuer;
+pub mod lambda_runtime;
 mod stack;
 
 pub use stack::{
