@@ -24,7 +24,7 @@ variable "region" {
 }
 
 variable "lambda_zip_path" {
-  description = "Path of the Lambda zip (a single `bootstrap`), e.g. built with scripts or downloaded from a release."
+  description = "Path of the Lambda zip (a single `bootstrap`), e.g. built with scripts/package-lambda or downloaded from a release."
   type        = string
   default     = "tokenmint-lambda-arm64.zip"
 }
