@@ -532,7 +532,12 @@ fn insert_query<'q>(
     chain_id: &'q str,
     rows: &'q [NewRow<'_>],
 ) -> Result<sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>, sqlx::Error> {
-    let mut query = sqlx::query(sql);
+    // Only the one-row statement is kept prepared. sqlx caches prepared
+    // statements by SQL text (up to 100 per connection), and every batch size
+    // is a different text: caching them all held tens of MiB of SQLite
+    // bytecode (and PostgreSQL server-side plans) under load. A multi-row
+    // statement is prepared once per batch instead, a cost shared by its rows.
+    let mut query = sqlx::query(sql).persistent(rows.len() == 1);
     for row in rows {
         query = query
             .bind(chain_id)
