@@ -222,10 +222,7 @@ async fn bench(args: &Args) -> anyhow::Result<RunReport> {
             &args.audit_database,
             &format!(
                 "bench-{}",
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or_default()
+                tokenmint::clock::Clock::now(&tokenmint::clock::SystemClock).unix_timestamp()
             ),
         ),
     )

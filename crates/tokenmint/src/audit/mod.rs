@@ -130,6 +130,12 @@ pub struct AuditOptions {
     pub queue_capacity: usize,
     /// Most records committed in one transaction. Default 256.
     pub max_batch: usize,
+    /// SQLite: how often the writer has committed rows copied from the
+    /// write-ahead log into the database file, by a checkpoint on another
+    /// connection in the background. Commits themselves never checkpoint
+    /// (`wal_autocheckpoint = 0`), so a checkpoint's disk work does not
+    /// stall the exchanges waiting on a commit. Default 1 s.
+    pub checkpoint_interval: Duration,
 }
 
 impl Default for AuditOptions {
@@ -138,6 +144,7 @@ impl Default for AuditOptions {
             append_timeout: Duration::from_secs(5),
             queue_capacity: 4096,
             max_batch: 256,
+            checkpoint_interval: Duration::from_secs(1),
         }
     }
 }
@@ -265,6 +272,8 @@ impl AuditLog {
             store_timeout: options.append_timeout,
             commit_latency: commit_latency.clone(),
             serialised: url.backend == store::Backend::Postgres,
+            checkpoint: (url.backend == store::Backend::Sqlite && !url.memory)
+                .then(|| writer::Checkpoint::new(options.checkpoint_interval)),
         };
         tokio::spawn(writer.run());
         Ok(AuditLog {

@@ -92,7 +92,7 @@ pub(crate) struct StoreUrl {
     /// Which database.
     pub(crate) backend: Backend,
     /// An in-memory SQLite database: one connection that must never close.
-    memory: bool,
+    pub(crate) memory: bool,
     /// The SQLite database file (percent-decoded, as sqlx reads it); `None`
     /// for PostgreSQL and in-memory databases.
     file: Option<PathBuf>,
@@ -270,6 +270,14 @@ async fn open_pool(url: &StoreUrl) -> Result<AnyPool, AuditError> {
                         sqlx::query("PRAGMA synchronous = NORMAL")
                             .execute(&mut *conn)
                             .await?;
+                        if access == Access::ReadWrite {
+                            // Commits never checkpoint: the audit writer runs
+                            // checkpoints in the background (writer::Checkpoint),
+                            // so their disk work does not stall a commit.
+                            sqlx::query("PRAGMA wal_autocheckpoint = 0")
+                                .execute(&mut *conn)
+                                .await?;
+                        }
                         sqlx::query(&format!("PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}"))
                             .execute(&mut *conn)
                             .await?;
@@ -474,6 +482,15 @@ pub(crate) async fn insert_batch(
             .await?;
     }
     tx.commit().await
+}
+
+/// SQLite: copies committed WAL frames into the database file, without
+/// waiting for readers or the writer (`PASSIVE`).
+pub(crate) async fn checkpoint(pool: &AnyPool) -> Result<(), sqlx::Error> {
+    sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+        .fetch_optional(pool)
+        .await
+        .map(|_| ())
 }
 
 /// First key of the PostgreSQL advisory locks that serialise appends to one

@@ -1303,7 +1303,7 @@ async fn multi_row_inserts_are_not_kept_prepared() {
             .unwrap();
         start += size;
     }
-    let mut conn = pool.acquire().await.unwrap();
+    let conn = pool.acquire().await.unwrap();
     assert!(
         conn.cached_statements_size() <= 1,
         "{} statements kept prepared",
@@ -1311,4 +1311,50 @@ async fn multi_row_inserts_are_not_kept_prepared() {
     );
     drop(conn);
     drop(log);
+}
+
+/// SQLite commits never checkpoint (a checkpoint inside a commit stalled
+/// every exchange waiting on it for 5–10 ms); the writer copies the WAL into
+/// the database file in the background instead, within its interval.
+#[tokio::test]
+async fn sqlite_checkpoints_run_in_the_background_not_in_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.db");
+    let url = format!("sqlite://{}", path.display());
+    let log = AuditLog::open_with(
+        &url,
+        DEFAULT_CHAIN,
+        AuditOptions {
+            checkpoint_interval: Duration::from_millis(200),
+            ..AuditOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let autocheckpoint: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint")
+        .fetch_one(&log.inner.pool)
+        .await
+        .unwrap();
+    assert_eq!(autocheckpoint, 0, "commits must not checkpoint");
+    let db_bytes = || std::fs::metadata(&path).unwrap().len();
+    let before = db_bytes();
+    for i in 0..400 {
+        log.append(rec(i, "b", Decision::Deny)).await.unwrap();
+    }
+    // Past the interval, one more batch starts a checkpoint.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    log.append(rec(400, "b", Decision::Deny)).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while db_bytes() < before + 200 * 1024 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        db_bytes() >= before + 200 * 1024,
+        "401 rows never reached the database file ({} -> {} bytes): no background checkpoint",
+        before,
+        db_bytes()
+    );
+    let report = log.verify().await.unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
+    assert_eq!(report.chains[0].rows, 401);
 }

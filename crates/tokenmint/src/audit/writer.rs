@@ -18,6 +18,7 @@
 
 use prometheus_client::metrics::histogram::Histogram;
 use sqlx::AnyPool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
@@ -70,6 +71,31 @@ pub(crate) struct Writer {
     /// ([`store::append_serialised`]), so processes sharing a chain take
     /// turns instead of racing. SQLite: the cached head, and the retry below.
     pub(crate) serialised: bool,
+    /// SQLite files: the background WAL checkpoint (see [`Checkpoint`]).
+    pub(crate) checkpoint: Option<Checkpoint>,
+}
+
+/// SQLite's WAL checkpoints, taken off the commit path. The store's
+/// connections never checkpoint on commit (`wal_autocheckpoint = 0`, set in
+/// [`store`]); instead, at most once per interval after a batch, the writer
+/// starts a `PASSIVE` checkpoint on another pooled connection (its own worker
+/// thread) and goes on committing. A checkpoint copies committed frames into
+/// the database file and never waits for, or blocks, the writer.
+#[derive(Debug)]
+pub(crate) struct Checkpoint {
+    every: Duration,
+    last: Instant,
+    running: Arc<AtomicBool>,
+}
+
+impl Checkpoint {
+    pub(crate) fn new(every: Duration) -> Self {
+        Self {
+            every,
+            last: Instant::now(),
+            running: Arc::new(AtomicBool::new(false)),
+        }
+    }
 }
 
 impl Writer {
@@ -91,6 +117,7 @@ impl Writer {
                 }
             }
             self.process(batch).await;
+            self.maybe_checkpoint();
         }
         tracing::debug!(chain_id = %self.chain_id, "audit writer stopped: no more senders");
     }
@@ -191,6 +218,36 @@ impl Writer {
                 }
             }
         }
+    }
+
+    /// Starts a background checkpoint if one is due and none is running.
+    fn maybe_checkpoint(&mut self) {
+        let Some(checkpoint) = self.checkpoint.as_mut() else {
+            return;
+        };
+        if checkpoint.last.elapsed() < checkpoint.every
+            || checkpoint.running.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        checkpoint.last = Instant::now();
+        let pool = self.pool.clone();
+        let running = Arc::clone(&checkpoint.running);
+        let url = self.url.clone();
+        let timeout = self.store_timeout;
+        tokio::spawn(async move {
+            match tokio::time::timeout(timeout, store::checkpoint(&pool)).await {
+                Ok(Ok(())) => {}
+                // The next one retries; meanwhile the WAL only grows.
+                Ok(Err(error)) => {
+                    tracing::warn!(store = %url, %error, "audit WAL checkpoint failed; retrying after the next batch")
+                }
+                Err(_) => {
+                    tracing::warn!(store = %url, "audit WAL checkpoint timed out; retrying after the next batch")
+                }
+            }
+            running.store(false, Ordering::Release);
+        });
     }
 
     /// The head, reloading it from the database if the last batch failed.
