@@ -78,7 +78,8 @@
 //! SQLite runs in WAL mode with `synchronous=NORMAL`: a committed append
 //! survives the process being killed, but the last commits before a power
 //! failure may be lost. Use PostgreSQL (or `synchronous=FULL`) where that
-//! matters.
+//! matters. Commits never checkpoint the WAL (`wal_autocheckpoint = 0`): the
+//! writer starts background checkpoints instead (see `writer::Checkpoint`).
 
 mod chain;
 mod error;
