@@ -781,6 +781,39 @@ pub(crate) async fn list(
 mod tests {
     use super::*;
 
+    /// Only the one-row INSERT may stay prepared: sqlx caches statements by
+    /// SQL text, one text per row count, and keeping them all once held tens
+    /// of MiB of SQLite bytecode in a loaded server. (sqlx's `Any` driver
+    /// does not report its cache size, so the flag itself is checked.)
+    #[test]
+    fn only_the_one_row_insert_is_kept_prepared() {
+        let prepared: Vec<_> = (0..3)
+            .map(|_| {
+                crate::audit::record::prepare(crate::audit::record::tests::sample(
+                    "b",
+                    crate::audit::Decision::Deny,
+                ))
+                .unwrap()
+            })
+            .collect();
+        let hash = "0".repeat(64);
+        let rows: Vec<NewRow<'_>> = prepared
+            .iter()
+            .enumerate()
+            .map(|(i, record)| NewRow {
+                seq: i as u64 + 1,
+                prev_hash: &hash,
+                hash: &hash,
+                record,
+            })
+            .collect();
+        for n in 1..=3 {
+            let sql = insert_sql(n);
+            let query = insert_query(&sql, "main", &rows[..n]).unwrap();
+            assert_eq!(sqlx::Execute::persistent(&query), n == 1, "{n} rows");
+        }
+    }
+
     #[test]
     fn insert_sql_numbers_parameters_per_row() {
         assert_eq!(

@@ -1265,54 +1265,6 @@ async fn a_version_1_store_is_upgraded_in_place() {
     assert_eq!(log.list(&ListFilter::default()).await.unwrap().len(), 2);
 }
 
-/// Batches of every size must not each leave a prepared statement behind:
-/// sqlx caches statements by SQL text, one text per row count, and caching
-/// them all once held tens of MiB of SQLite bytecode in a loaded server.
-#[tokio::test]
-async fn multi_row_inserts_are_not_kept_prepared() {
-    use super::store::{insert_batch, NewRow};
-    use sqlx::Connection as _;
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("audit.db").display());
-    let log = AuditLog::open(&url, DEFAULT_CHAIN).await.unwrap(); // the schema
-    sqlx::any::install_default_drivers();
-    let pool = AnyPoolOptions::new()
-        .max_connections(1)
-        .connect(&url)
-        .await
-        .unwrap();
-    let prepared: Vec<_> = (0..80u32)
-        .map(|i| super::record::prepare(rec(i, "b", Decision::Deny)).unwrap())
-        .collect();
-    let hashes: Vec<String> = (0..80).map(|i| format!("{i:064x}")).collect();
-    let rows: Vec<NewRow<'_>> = prepared
-        .iter()
-        .enumerate()
-        .map(|(i, record)| NewRow {
-            seq: i as u64 + 1,
-            prev_hash: &hashes[i],
-            hash: &hashes[i],
-            record,
-        })
-        .collect();
-    // Batches of 1, 2, …, 12 rows: 12 different statements.
-    let mut start = 0;
-    for size in 1..=12 {
-        insert_batch(&pool, "sizes", &rows[start..start + size])
-            .await
-            .unwrap();
-        start += size;
-    }
-    let conn = pool.acquire().await.unwrap();
-    assert!(
-        conn.cached_statements_size() <= 1,
-        "{} statements kept prepared",
-        conn.cached_statements_size()
-    );
-    drop(conn);
-    drop(log);
-}
-
 /// SQLite commits never checkpoint (a checkpoint inside a commit stalled
 /// every exchange waiting on it for 5–10 ms); the writer copies the WAL into
 /// the database file in the background instead, within its interval.
