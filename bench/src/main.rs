@@ -368,10 +368,11 @@ async fn measure(
             peak_rss,
         );
         eprintln!(
-            "  {:.0} exchanges/s, p50 {:.2} ms, p99 {:.2} ms, service CPU {:.3} ms/exchange, {:.3} GitHub calls/exchange",
+            "  {:.0} exchanges/s, p50 {:.2} ms, p99 {:.2} ms (added by tokenmint: p99 {:.2} ms), service CPU {:.3} ms/exchange, {:.3} GitHub calls/exchange",
             level.exchanges_per_sec,
             level.latency_ms.p50,
             level.latency_ms.p99,
+            level.added_latency_ms.p99,
             level.service_cpu_ms_per_exchange,
             level.github_calls_per_exchange
         );

@@ -59,6 +59,23 @@ pub(crate) struct Percentiles {
     pub(crate) max: f64,
 }
 
+impl Percentiles {
+    /// The percentiles of a histogram of microseconds; all 0 when it is empty.
+    fn of(h: &hdrhistogram::Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return Self::default();
+        }
+        let q = |quantile: f64| h.value_at_quantile(quantile) as f64 / 1000.0;
+        Self {
+            p50: q(0.50),
+            p90: q(0.90),
+            p99: q(0.99),
+            p99_9: q(0.999),
+            max: h.max() as f64 / 1000.0,
+        }
+    }
+}
+
 /// One concurrency level.
 #[derive(Debug, Serialize)]
 pub(crate) struct LevelReport {
@@ -70,6 +87,9 @@ pub(crate) struct LevelReport {
     pub(crate) transport_errors: u64,
     pub(crate) exchanges_per_sec: f64,
     pub(crate) latency_ms: Percentiles,
+    /// Latency less the time tokenmint waited on the GitHub stand-in (from
+    /// its `Server-Timing` header): what tokenmint itself adds.
+    pub(crate) added_latency_ms: Percentiles,
     /// tokenmint's user+system CPU over the level, per successful exchange.
     pub(crate) service_cpu_ms_per_exchange: f64,
     pub(crate) service_user_ms_per_exchange: f64,
@@ -110,14 +130,6 @@ impl LevelReport {
     ) -> Self {
         let ok = result.ok as f64;
         let elapsed = result.elapsed.as_secs_f64();
-        let h = &result.latency_us;
-        let q = |quantile: f64| {
-            if h.is_empty() {
-                0.0
-            } else {
-                h.value_at_quantile(quantile) as f64 / 1000.0
-            }
-        };
         Self {
             clients,
             elapsed_secs: elapsed,
@@ -126,17 +138,8 @@ impl LevelReport {
             non_200_by_status: result.non_200.clone(),
             transport_errors: result.transport_errors,
             exchanges_per_sec: per(ok, elapsed),
-            latency_ms: Percentiles {
-                p50: q(0.50),
-                p90: q(0.90),
-                p99: q(0.99),
-                p99_9: q(0.999),
-                max: if h.is_empty() {
-                    0.0
-                } else {
-                    h.max() as f64 / 1000.0
-                },
-            },
+            latency_ms: Percentiles::of(&result.latency_us),
+            added_latency_ms: Percentiles::of(&result.added_us),
             service_cpu_ms_per_exchange: per(ms(cpu.svc.total(), hz), ok),
             service_user_ms_per_exchange: per(ms(cpu.svc.user, hz), ok),
             service_system_ms_per_exchange: per(ms(cpu.svc.system, hz), ok),
@@ -155,17 +158,18 @@ pub(crate) fn markdown(report: &RunReport) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "| clients | exchanges/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | non-200 | service CPU ms/exchange (user+sys) | service cores | service peak RSS MiB | GitHub calls/exchange | bench CPU ms/exchange | of which issuer+stand-in |"
+        "| clients | exchanges/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | added p50 / p99 / p99.9 ms | non-200 | service CPU ms/exchange (user+sys) | service cores | service peak RSS MiB | GitHub calls/exchange | bench CPU ms/exchange | of which issuer+stand-in |"
     );
     let _ = writeln!(
         s,
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for l in &report.levels {
         let p = l.latency_ms;
+        let a = l.added_latency_ms;
         let _ = writeln!(
             s,
-            "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {:.3} ({:.3}+{:.3}) | {:.2} | {:.1} | {:.3} | {:.3} | {:.3} |",
+            "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} / {:.2} / {:.2} | {} | {:.3} ({:.3}+{:.3}) | {:.2} | {:.1} | {:.3} | {:.3} | {:.3} |",
             l.clients,
             l.exchanges_per_sec,
             p.p50,
@@ -173,6 +177,9 @@ pub(crate) fn markdown(report: &RunReport) -> String {
             p.p99,
             p.p99_9,
             p.max,
+            a.p50,
+            a.p99,
+            a.p99_9,
             l.non_200 + l.transport_errors,
             l.service_cpu_ms_per_exchange,
             l.service_user_ms_per_exchange,
@@ -189,6 +196,10 @@ pub(crate) fn markdown(report: &RunReport) -> String {
         TickSource::Getconf => "from `getconf CLK_TCK`",
         TickSource::Assumed => "ASSUMED (getconf failed)",
     };
+    let _ = writeln!(
+        s,
+        "Latency is end to end at the client. \"added\" is the same latency less the time tokenmint waited on the GitHub stand-in, from each answer's `Server-Timing: github;dur=…`: the stand-in's own cost taken out.\n"
+    );
     if let Some(rate) = report.offered_rate {
         let _ = writeln!(
             s,
@@ -258,8 +269,13 @@ mod tests {
         for v in 1..=1000u64 {
             latency_us.record(v * 10).unwrap();
         }
+        let mut added_us = crate::load::new_histogram().unwrap();
+        for v in 1..=1000u64 {
+            added_us.record(v * 4).unwrap();
+        }
         let result = LoadResult {
             latency_us,
+            added_us,
             ok: 1000,
             non_200: [(503, 2)].into_iter().collect(),
             transport_errors: 1,
@@ -286,6 +302,11 @@ mod tests {
         assert_eq!(l.non_200, 2);
         assert!((l.latency_ms.p50 - 5.0).abs() < 0.01);
         assert!((l.latency_ms.max - 10.0).abs() < 0.01);
+        assert!(
+            (l.added_latency_ms.p99 - 3.96).abs() < 0.01,
+            "{:?}",
+            l.added_latency_ms
+        );
         let table = markdown(&RunReport {
             tokenmint_bin: "x".into(),
             duration_secs: 2,
@@ -300,6 +321,7 @@ mod tests {
             child_exit: "stopped".into(),
         });
         assert!(table.contains("| 4 | 500 |"), "{table}");
+        assert!(table.contains("| 2.00 / 3.96 / 4.00 |"), "{table}");
         assert!(table.contains("503"), "{table}");
     }
 

@@ -992,6 +992,35 @@ async fn one_request_id_per_request_in_header_and_body() {
     assert_eq!(body["request_id"], header.as_str());
 }
 
+/// `Server-Timing` splits an allowed exchange's time into GitHub's share and
+/// the audit commit's; refusals carry none.
+#[tokio::test]
+async fn allowed_answers_say_where_the_time_went() {
+    let h = Harness::start().await;
+    h.github
+        .set_fault(Fault::Delay(std::time::Duration::from_millis(150)));
+    let token = h.token(json!({}));
+    let (s, b, headers) = h.post("widgets-read", Some(&token), None).await;
+    assert_eq!(s, 200, "{b}");
+    let timing = headers["server-timing"].to_str().unwrap().to_owned();
+    let dur = |name: &str| -> f64 {
+        let prefix = format!("{name};dur=");
+        timing
+            .split(", ")
+            .find_map(|m| m.strip_prefix(prefix.as_str()))
+            .unwrap_or_else(|| panic!("no {name} in Server-Timing {timing:?}"))
+            .parse()
+            .unwrap()
+    };
+    // The stand-in waited 150 ms before each of its calls.
+    assert!(dur("github") >= 150.0, "{timing}");
+    assert!((0.0..150.0).contains(&dur("audit")), "{timing}");
+
+    let (s, b, headers) = h.post("no-such-broker", Some(&token), None).await;
+    assert_error(s, &b, 403, "access_denied");
+    assert!(headers.get("server-timing").is_none(), "{headers:?}");
+}
+
 // ------------------------------------------------------------ octo-sts compatibility
 
 /// An octo-sts/action style request: `method /sts/exchange?query` with a bearer token.

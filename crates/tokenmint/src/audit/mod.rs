@@ -275,6 +275,8 @@ impl AuditLog {
             serialised: url.backend == store::Backend::Postgres,
             checkpoint: (url.backend == store::Backend::Sqlite && !url.memory)
                 .then(|| writer::Checkpoint::new(options.checkpoint_interval)),
+            keep_connection: !url.memory,
+            conn: None,
         };
         tokio::spawn(writer.run());
         Ok(AuditLog {

@@ -6,7 +6,7 @@
 //! as Unix microseconds (`time_us`), so ordering never depends on a collation.
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Row};
+use sqlx::{AnyConnection, AnyPool, Connection as _, Row};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -459,7 +459,7 @@ pub(crate) struct NewRow<'a> {
 
 /// Inserts rows atomically: all of them are committed, or none.
 pub(crate) async fn insert_batch(
-    pool: &AnyPool,
+    conn: &mut AnyConnection,
     chain_id: &str,
     rows: &[NewRow<'_>],
 ) -> Result<(), sqlx::Error> {
@@ -470,11 +470,11 @@ pub(crate) async fn insert_batch(
     if rows.len() <= INSERT_CHUNK_ROWS {
         let sql = insert_sql(rows.len());
         return insert_query(&sql, chain_id, rows)?
-            .execute(pool)
+            .execute(conn)
             .await
             .map(|_| ());
     }
-    let mut tx = pool.begin().await?;
+    let mut tx = conn.begin().await?;
     for chunk in rows.chunks(INSERT_CHUNK_ROWS) {
         let sql = insert_sql(chunk.len());
         insert_query(&sql, chain_id, chunk)?
@@ -506,12 +506,12 @@ const CHAIN_LOCK_CLASS: i32 = 0x746d_6e74;
 /// `chain` turns the head into each record's `(prev_hash, hash)`. Returns
 /// the head the rows continue, and those hashes.
 pub(crate) async fn append_serialised(
-    pool: &AnyPool,
+    conn: &mut AnyConnection,
     chain_id: &str,
     records: &[&PreparedRecord],
     chain: impl FnOnce(&Head) -> Vec<(String, String)>,
 ) -> Result<(Head, Vec<(String, String)>), sqlx::Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = conn.begin().await?;
     // `pg_advisory_xact_lock` returns `void`, which the Any driver cannot
     // decode: select a constant from it instead.
     sqlx::query("SELECT 1 FROM (SELECT pg_advisory_xact_lock($1, hashtext($2))) AS chain_lock")

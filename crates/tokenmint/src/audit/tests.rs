@@ -1016,7 +1016,8 @@ async fn a_batch_larger_than_one_statement_is_one_transaction(db: &TestDb) {
         })
         .collect();
     let raw = db.raw().await;
-    insert_batch(&raw, "bulk", &rows).await.unwrap();
+    let mut conn = raw.acquire().await.unwrap();
+    insert_batch(&mut conn, "bulk", &rows).await.unwrap();
     let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE chain_id = 'bulk'")
         .fetch_one(&raw)
         .await
@@ -1031,7 +1032,7 @@ async fn a_batch_larger_than_one_statement_is_one_transaction(db: &TestDb) {
             ..*r
         })
         .collect();
-    assert!(insert_batch(&raw, "bulk", &clash).await.is_err());
+    assert!(insert_batch(&mut conn, "bulk", &clash).await.is_err());
     let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE chain_id = 'bulk'")
         .fetch_one(&raw)
         .await
@@ -1309,4 +1310,41 @@ async fn sqlite_checkpoints_run_in_the_background_not_in_commits() {
     let report = log.verify().await.unwrap();
     assert!(report.is_clean(), "{:?}", report.problems);
     assert_eq!(report.chains[0].rows, 401);
+}
+
+/// The writer commits every batch on one connection that it keeps. The pool
+/// hands out idle connections in turn, and on SQLite each batch on another
+/// connection found that connection's page cache stale and re-read the
+/// table's pages from the file.
+#[tokio::test]
+async fn the_writer_keeps_one_connection_across_batches() {
+    let db = TestDb::sqlite().await;
+    let log = db.open().await;
+    let pool = log.inner.pool.clone();
+    // Connections go back to the pool asynchronously: read the number in use
+    // once it has held still for 50 ms.
+    let settled_in_use = || async {
+        let in_use = || pool.size() as usize - pool.num_idle();
+        let (mut last, mut still) = (in_use(), 0);
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while still < 5 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            let now = in_use();
+            still = if now == last { still + 1 } else { 0 };
+            last = now;
+        }
+        last
+    };
+    for i in 0..10 {
+        log.append(rec(i, "b", Decision::Deny)).await.unwrap();
+        // Readers use the pool meanwhile, as `verify`, `list` and `/readyz` do.
+        log.ping().await.unwrap();
+        assert_eq!(
+            settled_in_use().await,
+            1,
+            "after batch {i}, the writer should hold exactly one connection"
+        );
+    }
+    let report = log.verify().await.unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
 }

@@ -232,6 +232,30 @@ pub struct Grant {
     pub permissions: Permissions,
     /// The broker's name.
     pub broker: String,
+    /// Where the exchange's time went, for the `Server-Timing` header.
+    pub timing: Timing,
+}
+
+/// How long an allowed exchange waited on GitHub and on the audit commit.
+/// The rest of its time is tokenmint's own work (and queueing for a CPU).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timing {
+    /// The GitHub calls: the installation lookup (on a cache miss) and the mint.
+    pub github: Duration,
+    /// Appending the audit row, until its commit.
+    pub audit: Duration,
+}
+
+impl Timing {
+    /// The value of a `Server-Timing` header (W3C Server Timing: durations
+    /// in milliseconds), e.g. `github;dur=0.812, audit;dur=0.301`.
+    pub fn header_value(&self) -> String {
+        format!(
+            "github;dur={:.3}, audit;dur={:.3}",
+            self.github.as_secs_f64() * 1000.0,
+            self.audit.as_secs_f64() * 1000.0
+        )
+    }
 }
 
 /// Why the service could not start.
@@ -458,7 +482,7 @@ impl Service {
 
         let outcome = self.decide(req, now, &mut record).await;
         match outcome {
-            Ok((broker, minted)) => {
+            Ok((broker, minted, github)) => {
                 let token_sha256 = minted.token.sha256_hex();
                 record.decision = AuditDecision::Allow;
                 record.status = 200;
@@ -471,6 +495,7 @@ impl Service {
                     permissions: minted.permissions.clone(),
                 });
                 record.latency_us = elapsed_us(started);
+                let audit_started = Instant::now();
                 if let Err(e) = self.audit.append(record).await {
                     // Fail closed: the token must not outlive a missing record.
                     tracing::error!(error = %e, "audit write failed; revoking the minted token");
@@ -479,6 +504,7 @@ impl Service {
                     }
                     return Err(ExchangeError::AuditUnavailable(e));
                 }
+                let audit = audit_started.elapsed();
                 tracing::info!(
                     %token_sha256,
                     expires_at = %crate::clock::rfc3339(minted.expires_at),
@@ -492,6 +518,7 @@ impl Service {
                     repositories: vec![broker.full_repository()],
                     permissions: broker.permissions.clone(),
                     broker: broker.name.clone(),
+                    timing: Timing { github, audit },
                 })
             }
             Err(err) => {
@@ -520,7 +547,7 @@ impl Service {
         req: &ExchangeRequest,
         now: OffsetDateTime,
         record: &mut AuditRecord,
-    ) -> Result<(Arc<Broker>, crate::github::MintedToken), ExchangeError> {
+    ) -> Result<(Arc<Broker>, crate::github::MintedToken, Duration), ExchangeError> {
         // 1. Request shape.
         let octo_sts_scopes = match &req.octo_sts_scopes {
             None => None,
@@ -570,6 +597,7 @@ impl Service {
         self.claim_single_use(&claims, now).await?;
 
         // 5. Mint.
+        let github_started = Instant::now();
         let minted = self
             .github
             .mint(
@@ -583,7 +611,7 @@ impl Service {
             )
             .await
             .map_err(|e| self.upstream_error(e, now))?;
-        Ok((broker, minted))
+        Ok((broker, minted, github_started.elapsed()))
     }
 
     fn authorize(
@@ -902,5 +930,14 @@ mod tests {
         assert!(v(Value::from("a\u{0}b")).is_err());
         assert!(v(Value::from(42)).is_err());
         assert!(v(serde_json::json!(["a"])).is_err());
+    }
+
+    #[test]
+    fn server_timing_is_in_milliseconds() {
+        let timing = Timing {
+            github: Duration::from_micros(812_345),
+            audit: Duration::from_micros(301),
+        };
+        assert_eq!(timing.header_value(), "github;dur=812.345, audit;dur=0.301");
     }
 }

@@ -322,6 +322,12 @@ fn grant_response(grant: &Grant, request_id: &str) -> Response {
     if let Ok(v) = HeaderValue::from_str(request_id) {
         headers.insert("x-request-id", v);
     }
+    // Where the time went: GitHub's share and the audit commit's, so a slow
+    // exchange can be told apart from a slow GitHub. Only on success, after
+    // the caller has been authorized.
+    if let Ok(v) = HeaderValue::from_str(&grant.timing.header_value()) {
+        headers.insert("server-timing", v);
+    }
     resp
 }
 
