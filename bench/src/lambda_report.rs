@@ -109,32 +109,8 @@ impl ColdReport {
     }
 }
 
-/// Latency percentiles, in milliseconds.
-#[derive(Debug, Serialize, Clone, Copy, Default)]
-pub(crate) struct Latency {
-    pub(crate) p50: f64,
-    pub(crate) p90: f64,
-    pub(crate) p99: f64,
-    pub(crate) p99_9: f64,
-    pub(crate) max: f64,
-}
-
-impl Latency {
-    /// From a histogram of microseconds.
-    pub(crate) fn from_us(h: &hdrhistogram::Histogram<u64>) -> Self {
-        if h.is_empty() {
-            return Self::default();
-        }
-        let q = |quantile: f64| h.value_at_quantile(quantile) as f64 / 1000.0;
-        Self {
-            p50: q(0.50),
-            p90: q(0.90),
-            p99: q(0.99),
-            p99_9: q(0.999),
-            max: h.max() as f64 / 1000.0,
-        }
-    }
-}
+/// Latency percentiles, in milliseconds: the HTTP bench's.
+pub(crate) use crate::report::Percentiles as Latency;
 
 /// One instance's sequential warm invocations.
 #[derive(Debug, Serialize)]

@@ -49,7 +49,7 @@ pub(crate) struct SoakSample {
     pub(crate) peak_rss_mib: f64,
 }
 
-/// Latency percentiles of 200 answers, in milliseconds.
+/// Latency percentiles, in milliseconds.
 #[derive(Debug, Serialize, Default, Clone, Copy)]
 pub(crate) struct Percentiles {
     pub(crate) p50: f64,
@@ -61,7 +61,7 @@ pub(crate) struct Percentiles {
 
 impl Percentiles {
     /// The percentiles of a histogram of microseconds; all 0 when it is empty.
-    fn of(h: &hdrhistogram::Histogram<u64>) -> Self {
+    pub(crate) fn from_us(h: &hdrhistogram::Histogram<u64>) -> Self {
         if h.is_empty() {
             return Self::default();
         }
@@ -138,8 +138,8 @@ impl LevelReport {
             non_200_by_status: result.non_200.clone(),
             transport_errors: result.transport_errors,
             exchanges_per_sec: per(ok, elapsed),
-            latency_ms: Percentiles::of(&result.latency_us),
-            added_latency_ms: Percentiles::of(&result.added_us),
+            latency_ms: Percentiles::from_us(&result.latency_us),
+            added_latency_ms: Percentiles::from_us(&result.added_us),
             service_cpu_ms_per_exchange: per(ms(cpu.svc.total(), hz), ok),
             service_user_ms_per_exchange: per(ms(cpu.svc.user, hz), ok),
             service_system_ms_per_exchange: per(ms(cpu.svc.system, hz), ok),
