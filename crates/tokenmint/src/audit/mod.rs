@@ -275,7 +275,11 @@ impl AuditLog {
             serialised: url.backend == store::Backend::Postgres,
             checkpoint: (url.backend == store::Backend::Sqlite && !url.memory)
                 .then(|| writer::Checkpoint::new(options.checkpoint_interval)),
-            keep_connection: !url.memory,
+            // A SQLite file's connection cannot go stale. A PostgreSQL one
+            // can (a server restart, an idle timeout in a proxy), and the
+            // pool's liveness ping on every acquire replaces it before a
+            // batch fails on it, so PostgreSQL batches keep taking one.
+            keep_connection: url.backend == store::Backend::Sqlite && !url.memory,
             conn: None,
         };
         tokio::spawn(writer.run());

@@ -1348,3 +1348,40 @@ async fn the_writer_keeps_one_connection_across_batches() {
     let report = log.verify().await.unwrap();
     assert!(report.is_clean(), "{:?}", report.problems);
 }
+
+/// PostgreSQL connections can die between batches (a server restart, a
+/// proxy's idle timeout). The writer must not keep one across batches: the
+/// pool's liveness ping replaces a dead connection before a batch runs on it,
+/// so no exchange is refused for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_connection_killed_between_batches_fails_no_append() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    // Name this test's sessions, so only they are killed.
+    let (_, schema) = db.pg.as_ref().unwrap();
+    let url = format!("{}&application_name={schema}", db.url);
+    let log = AuditLog::open(&url, DEFAULT_CHAIN).await.unwrap();
+    let mut acked = append_n(&log, 3).await;
+    let (admin, _) = db.pg.as_ref().unwrap();
+    let killed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+    )
+    .bind(schema.as_str())
+    .fetch_all(admin)
+    .await
+    .unwrap();
+    assert!(
+        !killed.is_empty(),
+        "found none of the log's sessions to kill"
+    );
+    for i in 10..13 {
+        acked.push(log.append(rec(i, "b", Decision::Allow)).await.unwrap());
+    }
+    assert_eq!(acked.last().unwrap().seq, 6);
+    let raw = db.raw().await;
+    assert_acked_rows_are_stored(&raw, &acked).await;
+    raw.close().await;
+    drop(log);
+    db.cleanup().await;
+}

@@ -74,17 +74,18 @@ pub(crate) struct Writer {
     pub(crate) serialised: bool,
     /// SQLite files: the background WAL checkpoint (see [`Checkpoint`]).
     pub(crate) checkpoint: Option<Checkpoint>,
-    /// Keep one pooled connection for every batch (see [`Writer::conn`]).
-    /// Off for an in-memory SQLite store, whose pool has one connection that
-    /// everything else needs too.
+    /// Keep one pooled connection for every batch (see [`Writer::conn`]):
+    /// SQLite files only. Not for an in-memory SQLite store, whose pool has
+    /// one connection that everything else needs too, nor for PostgreSQL,
+    /// whose connections can go stale while kept (see `AuditLog::open_with`).
     pub(crate) keep_connection: bool,
-    /// The connection batches are committed on, taken from the pool on first
-    /// use and kept until a batch fails. The pool hands out its idle
-    /// connections in turn, so without this each batch ran on the connection
-    /// least recently used: on SQLite one whose page cache the batches since
-    /// had made stale, so it re-read the table's and indexes' pages from the
-    /// file (about 5 `pread`s per one-row batch); on PostgreSQL each acquire
-    /// costs a liveness ping.
+    /// The connection batches are committed on: with `keep_connection`,
+    /// taken from the pool on first use and kept until a batch fails;
+    /// otherwise taken for one batch. The pool hands out its idle connections
+    /// in turn, so without keeping one each SQLite batch ran on the
+    /// connection least recently used, whose page cache the batches since
+    /// had made stale: it re-read the table's and indexes' pages from the
+    /// file (about 5 `pread`s per one-row batch).
     pub(crate) conn: Option<PoolConnection<Any>>,
 }
 
