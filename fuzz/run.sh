@@ -52,11 +52,18 @@ for t in "${targets[@]}"; do
   mkdir -p "corpus/$t" "$scratch/$t"
   echo "fuzz: $t for ${seconds} s"
   t0=$(date +%s)
+  log="$scratch/$t.log"
+  set +e
   cargo fuzz run "$t" "$scratch/$t" "corpus/$t" -- \
-    -max_total_time="$seconds" -print_final_stats=1 2>&1 | tail -n 25
-  rc=${PIPESTATUS[0]}
+    -max_total_time="$seconds" -print_final_stats=1 >"$log" 2>&1
+  rc=$?
+  set -e
+  tail -n 25 "$log"
   if [ "$rc" -ne 0 ]; then
-    echo "fuzz: $t FAILED (exit $rc); see fuzz/artifacts/$t/" >&2
+    # The tail is mostly libFuzzer's dictionary: show why it failed.
+    echo "fuzz: $t FAILED (exit $rc); the failure:" >&2
+    grep -m 1 -A 12 -E "panicked at|ERROR: libFuzzer|ERROR: AddressSanitizer|SUMMARY:" "$log" >&2 || true
+    echo "fuzz: the input is in fuzz/artifacts/$t/" >&2
     exit "$rc"
   fi
   echo "fuzz: $t ok ($(( $(date +%s) - t0 )) s)"

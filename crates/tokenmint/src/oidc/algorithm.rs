@@ -61,7 +61,13 @@ impl Algorithm {
             "ES256" => Self::ES256,
             "ES384" => Self::ES384,
             n if n.eq_ignore_ascii_case("none") => return Err(AlgorithmError::None(n.to_owned())),
-            n if n.len() >= 2 && n[..2].eq_ignore_ascii_case("HS") => {
+            // Compared as bytes: the name is attacker-controlled, and slicing
+            // the string could split a multi-byte character (and panic).
+            n if n
+                .as_bytes()
+                .get(..2)
+                .is_some_and(|p| p.eq_ignore_ascii_case(b"HS")) =>
+            {
                 return Err(AlgorithmError::Symmetric(n.to_owned()))
             }
             n => return Err(AlgorithmError::Unsupported(n.to_owned())),
@@ -138,7 +144,18 @@ mod tests {
                 Err(AlgorithmError::Symmetric(_))
             ));
         }
-        for n in ["rs256", "EdDSA", "", "RS1"] {
+        // Found by the jose_parse fuzz target: a multi-byte character at byte 1
+        // made the `HS` prefix check slice inside it and panic.
+        for n in [
+            "rs256",
+            "EdDSA",
+            "",
+            "RS1",
+            "n\u{5db}e",
+            "\u{5db}",
+            "H\u{e9}",
+            "\u{e9}S",
+        ] {
             assert!(matches!(
                 Algorithm::parse(n),
                 Err(AlgorithmError::Unsupported(_))
