@@ -372,6 +372,15 @@ fn rows(w: &World) -> Vec<Row> {
         let t = w.dev_signed(json!({"alg": alg, "typ": "JWT", "kid": kid}), json!({}));
         out.push(row(name, t, Invalid(NONE), Never));
     }
+    // A multi-byte character across the `HS` prefix check once panicked the
+    // exchange (found by the jose_parse fuzz target).
+    for (name, alg) in [
+        ("alg with a multi-byte character at byte 1", "n\u{5db}e"),
+        ("alg of one multi-byte character", "\u{5db}"),
+    ] {
+        let t = w.dev_signed(json!({"alg": alg, "typ": "JWT", "kid": kid}), json!({}));
+        out.push(row(name, t, Invalid("unsupported algorithm"), Never));
+    }
     let unsigned = {
         let t = w.dev_signed(json!({"alg": "none"}), json!({}));
         let (input, _) = t.rsplit_once('.').unwrap();
