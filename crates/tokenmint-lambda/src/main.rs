@@ -1,5 +1,9 @@
 //! The `bootstrap` binary for AWS Lambda (`provided.al2023`): JSON logs to stdout, then `tokenmint::lambda::run`; every decision is in the library.
 
+// Shipped code never slices a string at a computed byte offset: on input that
+// puts a multi-byte character there, that panics (the fuzzer found one).
+#![cfg_attr(not(test), warn(clippy::string_slice))]
+
 use std::process::ExitCode;
 use std::sync::Arc;
 use tokenmint::lambda::{self, Env};

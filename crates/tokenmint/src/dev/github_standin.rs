@@ -643,7 +643,10 @@ fn verify_app_jwt(shared: &Shared, headers: &HeaderMap) -> Result<(), &'static s
     let signature = URL_SAFE_NO_PAD
         .decode(signature_b64)
         .map_err(|_| "A JSON web token could not be decoded")?;
-    let signing_input = &jwt[..header_b64.len() + 1 + claims_b64.len()];
+    // Three parts: the signing input is all before the last dot.
+    let (signing_input, _) = jwt
+        .rsplit_once('.')
+        .ok_or("A JSON web token could not be decoded")?;
     shared
         .public_key
         .verify(

@@ -88,11 +88,15 @@ pub fn parse(token: &str) -> Result<UnverifiedJws<'_>, JoseError> {
         .map_err(|_| JoseError::Base64("signature"))?;
 
     let (alg, kid) = check_header(&header)?;
+    // Exactly three parts: the signing input is all before the last dot.
+    let Some((signing_input, _)) = token.rsplit_once('.') else {
+        return Err(JoseError::NotCompact);
+    };
     Ok(UnverifiedJws {
         alg,
         kid,
         claims,
-        signing_input: &token[..h.len() + 1 + p.len()],
+        signing_input,
         signature,
     })
 }

@@ -107,8 +107,11 @@ impl Keys {
             .decode(mac)
             .map_err(|_| TokenProblem::Malformed)?;
         hmac::verify(&self.token, signed.as_bytes(), &mac).map_err(|_| TokenProblem::BadMac)?;
+        let body = signed
+            .strip_prefix(TOKEN_PREFIX)
+            .ok_or(TokenProblem::Malformed)?;
         let payload = URL_SAFE_NO_PAD
-            .decode(&signed[TOKEN_PREFIX.len()..])
+            .decode(body)
             .map_err(|_| TokenProblem::Malformed)?;
         serde_json::from_slice(&payload).map_err(|_| TokenProblem::Malformed)
     }
