@@ -260,6 +260,7 @@ impl AuditLog {
         tracing::info!(store = %url.redacted, chain_id, head_seq = head.seq, head_hash = %head.hash, "audit log open");
         // 4. Start the writer.
         let high_water = Arc::new(Mutex::new(head.clone()));
+        let sqlite_file = url.backend == store::Backend::Sqlite && !url.memory;
         let (tx, rx) = mpsc::channel(options.queue_capacity.max(1));
         let commit_latency = crate::metrics::audit_write_histogram();
         let writer = Writer {
@@ -273,13 +274,12 @@ impl AuditLog {
             store_timeout: options.append_timeout,
             commit_latency: commit_latency.clone(),
             serialised: url.backend == store::Backend::Postgres,
-            checkpoint: (url.backend == store::Backend::Sqlite && !url.memory)
-                .then(|| writer::Checkpoint::new(options.checkpoint_interval)),
+            checkpoint: sqlite_file.then(|| writer::Checkpoint::new(options.checkpoint_interval)),
             // A SQLite file's connection cannot go stale. A PostgreSQL one
             // can (a server restart, an idle timeout in a proxy), and the
             // pool's liveness ping on every acquire replaces it before a
             // batch fails on it, so PostgreSQL batches keep taking one.
-            keep_connection: url.backend == store::Backend::Sqlite && !url.memory,
+            keep_connection: sqlite_file,
             conn: None,
         };
         tokio::spawn(writer.run());
