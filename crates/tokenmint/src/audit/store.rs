@@ -6,7 +6,7 @@
 //! as Unix microseconds (`time_us`), so ordering never depends on a collation.
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyConnection, AnyPool, Connection as _, Row};
+use sqlx::{Any, AnyConnection, AnyPool, Connection as _, Row};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -486,9 +486,11 @@ pub(crate) async fn insert_batch(
 
 /// SQLite: copies committed WAL frames into the database file, without
 /// waiting for readers or the writer (`PASSIVE`).
-pub(crate) async fn checkpoint(pool: &AnyPool) -> Result<(), sqlx::Error> {
+pub(crate) async fn checkpoint<'e>(
+    on: impl sqlx::Executor<'e, Database = Any>,
+) -> Result<(), sqlx::Error> {
     sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-        .fetch_optional(pool)
+        .fetch_optional(on)
         .await
         .map(|_| ())
 }

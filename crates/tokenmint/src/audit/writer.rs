@@ -95,11 +95,22 @@ pub(crate) struct Writer {
 /// starts a `PASSIVE` checkpoint on another pooled connection (its own worker
 /// thread) and goes on committing. A checkpoint copies committed frames into
 /// the database file and never waits for, or blocks, the writer.
+///
+/// That alone would let the WAL file grow for as long as appends keep
+/// coming: SQLite starts the WAL over only for a write transaction that finds
+/// every frame already copied, and the background checkpoint never copies
+/// the frames committed while it ran. So once it has finished, the writer
+/// runs a catch-up checkpoint on its own connection between two batches. It
+/// copies only those few frames, and the next batch starts the WAL over
+/// (unless a reader still holds an older snapshot; the next round then does).
 #[derive(Debug)]
 pub(crate) struct Checkpoint {
     every: Duration,
     last: Instant,
+    /// Set while the background checkpoint runs.
     running: Arc<AtomicBool>,
+    /// A background checkpoint was started and its catch-up is still due.
+    catch_up: bool,
 }
 
 impl Checkpoint {
@@ -108,6 +119,7 @@ impl Checkpoint {
             every,
             last: Instant::now(),
             running: Arc::new(AtomicBool::new(false)),
+            catch_up: false,
         }
     }
 }
@@ -131,7 +143,7 @@ impl Writer {
                 }
             }
             self.process(batch).await;
-            self.maybe_checkpoint();
+            self.maybe_checkpoint().await;
         }
         tracing::debug!(chain_id = %self.chain_id, "audit writer stopped: no more senders");
     }
@@ -246,17 +258,50 @@ impl Writer {
         }
     }
 
-    /// Starts a background checkpoint if one is due and none is running.
-    fn maybe_checkpoint(&mut self) {
+    /// Runs the catch-up checkpoint once the background one has finished,
+    /// or starts a background checkpoint if one is due (see [`Checkpoint`]).
+    async fn maybe_checkpoint(&mut self) {
         let Some(checkpoint) = self.checkpoint.as_mut() else {
             return;
         };
+        if checkpoint.catch_up {
+            if checkpoint.running.load(Ordering::Acquire) {
+                return;
+            }
+            checkpoint.catch_up = false;
+            let (pool, slot) = (&self.pool, &mut self.conn);
+            let caught_up = tokio::time::timeout(self.store_timeout, async {
+                let conn = connection(pool, slot).await?;
+                store::checkpoint(conn).await
+            })
+            .await;
+            match caught_up {
+                Ok(Ok(())) => {
+                    if !self.keep_connection {
+                        self.conn = None;
+                    }
+                }
+                // The next round retries; meanwhile the WAL only grows.
+                Ok(Err(error)) => {
+                    tracing::warn!(store = %self.url, %error, "audit WAL catch-up checkpoint failed; retrying after the next background checkpoint");
+                }
+                Err(_) => {
+                    // Abandoned mid-statement: do not reuse the connection.
+                    if let Some(mut conn) = self.conn.take() {
+                        conn.close_on_drop();
+                    }
+                    tracing::warn!(store = %self.url, "audit WAL catch-up checkpoint timed out; retrying after the next background checkpoint");
+                }
+            }
+            return;
+        }
         if checkpoint.last.elapsed() < checkpoint.every
             || checkpoint.running.swap(true, Ordering::AcqRel)
         {
             return;
         }
         checkpoint.last = Instant::now();
+        checkpoint.catch_up = true;
         let pool = self.pool.clone();
         let running = Arc::clone(&checkpoint.running);
         let url = self.url.clone();
