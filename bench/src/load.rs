@@ -14,6 +14,12 @@ pub(crate) struct LoadResult {
     /// adds, with the stand-in's own cost taken out. Only answers that
     /// carried the header are in it.
     pub(crate) added_us: Histogram<u64>,
+    /// tokenmint's own view of the same (`Server-Timing` `total` less
+    /// `github`): the exchange from verifying the token to the committed
+    /// audit row, without the HTTP handling, network and client around it.
+    pub(crate) exchange_us: Histogram<u64>,
+    /// The audit commit's share (`Server-Timing` `audit`).
+    pub(crate) audit_us: Histogram<u64>,
     /// Answers with status 200.
     pub(crate) ok: u64,
     /// Answers with any other status, by status.
@@ -75,6 +81,8 @@ pub(crate) async fn run(
     let mut total = LoadResult {
         latency_us: new_histogram()?,
         added_us: new_histogram()?,
+        exchange_us: new_histogram()?,
+        audit_us: new_histogram()?,
         ok: 0,
         non_200: Default::default(),
         transport_errors: 0,
@@ -84,6 +92,8 @@ pub(crate) async fn run(
         let part = task.await??;
         total.latency_us.add(&part.latency_us)?;
         total.added_us.add(&part.added_us)?;
+        total.exchange_us.add(&part.exchange_us)?;
+        total.audit_us.add(&part.audit_us)?;
         total.ok += part.ok;
         for (status, n) in part.non_200 {
             *total.non_200.entry(status).or_default() += n;
@@ -115,6 +125,8 @@ async fn one_client(
     let mut out = LoadResult {
         latency_us: new_histogram()?,
         added_us: new_histogram()?,
+        exchange_us: new_histogram()?,
+        audit_us: new_histogram()?,
         ok: 0,
         non_200: Default::default(),
         transport_errors: 0,
@@ -140,30 +152,38 @@ async fn one_client(
         let token = tokens.get(index).map(String::as_str).unwrap_or_default();
         index = (index + step) % tokens.len();
         let answer = client.post(&url).bearer_auth(token).send().await;
-        let (status, github_us) = match answer {
+        let (status, timing) = match answer {
             // Read the whole body so the connection goes back to the pool.
             Ok(resp) => {
                 let status = resp.status().as_u16();
-                let github_us = resp
+                let timing = resp
                     .headers()
                     .get("server-timing")
                     .and_then(|v| v.to_str().ok())
-                    .and_then(github_micros);
+                    .map(ServerTiming::parse)
+                    .unwrap_or_default();
                 match resp.bytes().await {
-                    Ok(_) => (Some(status), github_us),
-                    Err(_) => (None, None),
+                    Ok(_) => (Some(status), timing),
+                    Err(_) => (None, ServerTiming::default()),
                 }
             }
-            Err(_) => (None, None),
+            Err(_) => (None, ServerTiming::default()),
         };
         let micros = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
         match status {
             Some(200) => {
                 out.ok += 1;
                 out.latency_us.saturating_record(micros.max(1));
-                if let Some(github) = github_us {
+                if let Some(github) = timing.github {
                     out.added_us
                         .saturating_record(micros.saturating_sub(github).max(1));
+                    if let Some(total) = timing.total {
+                        out.exchange_us
+                            .saturating_record(total.saturating_sub(github).max(1));
+                    }
+                }
+                if let Some(audit) = timing.audit {
+                    out.audit_us.saturating_record(audit.max(1));
                 }
             }
             Some(other) => *out.non_200.entry(other).or_default() += 1,
@@ -177,14 +197,30 @@ async fn one_client(
     Ok(out)
 }
 
-/// The `github` metric of a `Server-Timing` value, in microseconds.
-fn github_micros(server_timing: &str) -> Option<u64> {
-    let ms: f64 = server_timing
-        .split(',')
-        .find_map(|metric| metric.trim().strip_prefix("github;dur="))?
-        .parse()
-        .ok()?;
-    (ms.is_finite() && ms >= 0.0).then(|| (ms * 1000.0).round() as u64)
+/// The metrics of a `Server-Timing` value that tokenmint sends, in microseconds.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct ServerTiming {
+    github: Option<u64>,
+    audit: Option<u64>,
+    total: Option<u64>,
+}
+
+impl ServerTiming {
+    fn parse(value: &str) -> Self {
+        let micros = |name: &str| {
+            let ms: f64 = value
+                .split(',')
+                .find_map(|metric| metric.trim().strip_prefix(name)?.strip_prefix(";dur="))?
+                .parse()
+                .ok()?;
+            (ms.is_finite() && ms >= 0.0).then(|| (ms * 1000.0).round() as u64)
+        };
+        Self {
+            github: micros("github"),
+            audit: micros("audit"),
+            total: micros("total"),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -221,7 +257,7 @@ mod tests {
                         while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
                             pending.drain(..end + 4);
                             seen.fetch_add(1, Ordering::Relaxed);
-                            let reply = b"HTTP/1.1 200 OK\r\nserver-timing: github;dur=0.2\r\ncontent-length: 2\r\n\r\n{}";
+                            let reply = b"HTTP/1.1 200 OK\r\nserver-timing: github;dur=0.2, audit;dur=0.1, total;dur=0.5\r\ncontent-length: 2\r\n\r\n{}";
                             if conn.write_all(reply).await.is_err() {
                                 return;
                             }
@@ -234,12 +270,26 @@ mod tests {
     }
 
     #[test]
-    fn server_timing_github_share() {
-        assert_eq!(github_micros("github;dur=0.812, audit;dur=0.3"), Some(812));
-        assert_eq!(github_micros("audit;dur=1, github;dur=2.5"), Some(2500));
-        assert_eq!(github_micros("audit;dur=1"), None);
-        assert_eq!(github_micros("github;dur=-1"), None);
-        assert_eq!(github_micros("github;dur=x"), None);
+    fn server_timing_metrics() {
+        let t = ServerTiming::parse("github;dur=0.812, audit;dur=0.3, total;dur=1.5");
+        assert_eq!(
+            t,
+            ServerTiming {
+                github: Some(812),
+                audit: Some(300),
+                total: Some(1500)
+            }
+        );
+        assert_eq!(
+            ServerTiming::parse("audit;dur=1, github;dur=2.5").github,
+            Some(2500)
+        );
+        assert_eq!(ServerTiming::parse("audit;dur=1").github, None);
+        assert_eq!(ServerTiming::parse("github;dur=-1").github, None);
+        assert_eq!(ServerTiming::parse("github;dur=x").github, None);
+        // A metric whose name only starts with another's is not it.
+        assert_eq!(ServerTiming::parse("githubx;dur=1").github, None);
+        assert_eq!(ServerTiming::parse("total;dur=1").total, Some(1000));
     }
 
     #[tokio::test]
@@ -261,6 +311,10 @@ mod tests {
         // Every answer said it waited 0.2 ms on GitHub: that is taken out.
         assert_eq!(paced.added_us.len(), sent);
         assert!(paced.added_us.max() < paced.latency_us.max());
+        // tokenmint's own view: total 0.5 less github 0.2; audit 0.1.
+        assert_eq!(paced.exchange_us.len(), sent);
+        assert!((299..=301).contains(&paced.exchange_us.max()));
+        assert!((99..=101).contains(&paced.audit_us.max()));
 
         // Closed loop: each client sends as soon as it is answered.
         let flat_out = run(&client, &url, tokens, 4, window, None).await.unwrap();

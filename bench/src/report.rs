@@ -90,6 +90,12 @@ pub(crate) struct LevelReport {
     /// Latency less the time tokenmint waited on the GitHub stand-in (from
     /// its `Server-Timing` header): what tokenmint itself adds.
     pub(crate) added_latency_ms: Percentiles,
+    /// tokenmint's exchange time less its GitHub wait (`Server-Timing`
+    /// `total` less `github`): the added latency without the HTTP handling,
+    /// network and client around the exchange.
+    pub(crate) exchange_less_github_ms: Percentiles,
+    /// The audit commit's share (`Server-Timing` `audit`).
+    pub(crate) audit_commit_ms: Percentiles,
     /// tokenmint's user+system CPU over the level, per successful exchange.
     pub(crate) service_cpu_ms_per_exchange: f64,
     pub(crate) service_user_ms_per_exchange: f64,
@@ -140,6 +146,8 @@ impl LevelReport {
             exchanges_per_sec: per(ok, elapsed),
             latency_ms: Percentiles::from_us(&result.latency_us),
             added_latency_ms: Percentiles::from_us(&result.added_us),
+            exchange_less_github_ms: Percentiles::from_us(&result.exchange_us),
+            audit_commit_ms: Percentiles::from_us(&result.audit_us),
             service_cpu_ms_per_exchange: per(ms(cpu.svc.total(), hz), ok),
             service_user_ms_per_exchange: per(ms(cpu.svc.user, hz), ok),
             service_system_ms_per_exchange: per(ms(cpu.svc.system, hz), ok),
@@ -192,13 +200,30 @@ pub(crate) fn markdown(report: &RunReport) -> String {
         );
     }
     let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "| clients | added p50 / p99 / p99.9 ms | of which in the exchange (`total` less `github`) | of which the audit commit (`audit`) |"
+    );
+    let _ = writeln!(s, "|---:|---:|---:|---:|");
+    for l in &report.levels {
+        let three = |p: Percentiles| format!("{:.2} / {:.2} / {:.2}", p.p50, p.p99, p.p99_9);
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} |",
+            l.clients,
+            three(l.added_latency_ms),
+            three(l.exchange_less_github_ms),
+            three(l.audit_commit_ms),
+        );
+    }
+    let _ = writeln!(s);
     let tick = match report.clock_tick_source {
         TickSource::Getconf => "from `getconf CLK_TCK`",
         TickSource::Assumed => "ASSUMED (getconf failed)",
     };
     let _ = writeln!(
         s,
-        "Latency is end to end at the client. \"added\" is the same latency less the time tokenmint waited on the GitHub stand-in, from each answer's `Server-Timing: github;dur=…`: the stand-in's own cost taken out.\n"
+        "Latency is end to end at the client. \"added\" is the same latency less the time tokenmint waited on the GitHub stand-in, from each answer's `Server-Timing: github;dur=…`: the stand-in's own cost taken out. The second table splits it by the rest of `Server-Timing`: the exchange itself (verify, policy, audit commit; `total` less `github`) and its audit commit; what \"added\" has beyond the exchange was spent in HTTP handling, on loopback and in the client, including waits for a CPU.\n"
     );
     if let Some(rate) = report.offered_rate {
         let _ = writeln!(
@@ -273,9 +298,17 @@ mod tests {
         for v in 1..=1000u64 {
             added_us.record(v * 4).unwrap();
         }
+        let mut exchange_us = crate::load::new_histogram().unwrap();
+        let mut audit_us = crate::load::new_histogram().unwrap();
+        for v in 1..=1000u64 {
+            exchange_us.record(v * 2).unwrap();
+            audit_us.record(v).unwrap();
+        }
         let result = LoadResult {
             latency_us,
             added_us,
+            exchange_us,
+            audit_us,
             ok: 1000,
             non_200: [(503, 2)].into_iter().collect(),
             transport_errors: 1,
@@ -322,6 +355,10 @@ mod tests {
         });
         assert!(table.contains("| 4 | 500 |"), "{table}");
         assert!(table.contains("| 2.00 / 3.96 / 4.00 |"), "{table}");
+        assert!(
+            table.contains("| 4 | 2.00 / 3.96 / 4.00 | 1.00 / 1.98 / 2.00 | 0.50 / 0.99 / 1.00 |"),
+            "{table}"
+        );
         assert!(table.contains("503"), "{table}");
     }
 

@@ -992,8 +992,8 @@ async fn one_request_id_per_request_in_header_and_body() {
     assert_eq!(body["request_id"], header.as_str());
 }
 
-/// `Server-Timing` splits an allowed exchange's time into GitHub's share and
-/// the audit commit's; refusals carry none.
+/// `Server-Timing` gives an allowed exchange's time and GitHub's and the
+/// audit commit's shares of it; refusals carry none.
 #[tokio::test]
 async fn allowed_answers_say_where_the_time_went() {
     let h = Harness::start().await;
@@ -1015,6 +1015,7 @@ async fn allowed_answers_say_where_the_time_went() {
     // The stand-in waited 150 ms before each of its calls.
     assert!(dur("github") >= 150.0, "{timing}");
     assert!((0.0..150.0).contains(&dur("audit")), "{timing}");
+    assert!(dur("total") >= dur("github") + dur("audit"), "{timing}");
 
     let (s, b, headers) = h.post("no-such-broker", Some(&token), None).await;
     assert_error(s, &b, 403, "access_denied");

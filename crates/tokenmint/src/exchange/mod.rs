@@ -236,24 +236,28 @@ pub struct Grant {
     pub timing: Timing,
 }
 
-/// How long an allowed exchange waited on GitHub and on the audit commit.
-/// The rest of its time is tokenmint's own work (and queueing for a CPU).
+/// How long an allowed exchange took, and how much of that it waited on
+/// GitHub and on the audit commit. The rest of `total` is tokenmint's own
+/// work (and queueing for a CPU).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Timing {
     /// The GitHub calls: the installation lookup (on a cache miss) and the mint.
     pub github: Duration,
     /// Appending the audit row, until its commit.
     pub audit: Duration,
+    /// The whole exchange, from its start to the committed audit row.
+    pub total: Duration,
 }
 
 impl Timing {
     /// The value of a `Server-Timing` header (W3C Server Timing: durations
-    /// in milliseconds), e.g. `github;dur=0.812, audit;dur=0.301`.
+    /// in milliseconds), e.g. `github;dur=0.812, audit;dur=0.301, total;dur=1.402`.
     pub fn header_value(&self) -> String {
         format!(
-            "github;dur={:.3}, audit;dur={:.3}",
+            "github;dur={:.3}, audit;dur={:.3}, total;dur={:.3}",
             self.github.as_secs_f64() * 1000.0,
-            self.audit.as_secs_f64() * 1000.0
+            self.audit.as_secs_f64() * 1000.0,
+            self.total.as_secs_f64() * 1000.0
         )
     }
 }
@@ -518,7 +522,11 @@ impl Service {
                     repositories: vec![broker.full_repository()],
                     permissions: broker.permissions.clone(),
                     broker: broker.name.clone(),
-                    timing: Timing { github, audit },
+                    timing: Timing {
+                        github,
+                        audit,
+                        total: started.elapsed(),
+                    },
                 })
             }
             Err(err) => {
@@ -937,7 +945,11 @@ mod tests {
         let timing = Timing {
             github: Duration::from_micros(812_345),
             audit: Duration::from_micros(301),
+            total: Duration::from_micros(1_402_000),
         };
-        assert_eq!(timing.header_value(), "github;dur=812.345, audit;dur=0.301");
+        assert_eq!(
+            timing.header_value(),
+            "github;dur=812.345, audit;dur=0.301, total;dur=1402.000"
+        );
     }
 }
