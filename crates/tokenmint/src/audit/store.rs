@@ -485,14 +485,17 @@ pub(crate) async fn insert_batch(
 }
 
 /// SQLite: copies committed WAL frames into the database file, without
-/// waiting for readers or the writer (`PASSIVE`).
+/// waiting for readers or the writer (`PASSIVE`). Returns the number of
+/// frames in the WAL when it started (SQLite's `log` column).
 pub(crate) async fn checkpoint<'e>(
     on: impl sqlx::Executor<'e, Database = Any>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-        .fetch_optional(on)
-        .await
-        .map(|_| ())
+) -> Result<u64, sqlx::Error> {
+    let row = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+        .fetch_one(on)
+        .await?;
+    // (busy, log, checkpointed); `log` is -1 outside WAL mode.
+    let log: i64 = row.try_get(1)?;
+    Ok(u64::try_from(log).unwrap_or(0))
 }
 
 /// First key of the PostgreSQL advisory locks that serialise appends to one
