@@ -19,7 +19,7 @@ use clap::Parser;
 use procfs::{CpuTicks, TickSource};
 use report::{LevelReport, RunReport, SoakReport, SoakSample};
 use std::io::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -248,7 +248,7 @@ async fn bench(args: &Args) -> anyhow::Result<RunReport> {
         .build()
         .context("build the HTTP client")?;
 
-    let outcome = measure(args, &client, &upstreams, &mut server, hz).await;
+    let outcome = measure(args, &client, &upstreams, &mut server, hz, dir.path()).await;
 
     let stopped = server.stop(Duration::from_secs(10));
     upstreams.stop();
@@ -272,6 +272,7 @@ async fn measure(
     upstreams: &stack::Upstreams,
     server: &mut stack::Server,
     hz: u64,
+    dir: &Path,
 ) -> anyhow::Result<RunReport> {
     server.wait_ready(client, Duration::from_secs(30)).await?;
     let pid = server.pid;
@@ -380,7 +381,7 @@ async fn measure(
     }
 
     let soak = if args.soak > 0 {
-        Some(soak(args, client, &url, &mint, pid).await?)
+        Some(soak(args, client, &url, &mint, pid, dir).await?)
     } else {
         None
     };
@@ -408,6 +409,7 @@ async fn soak(
     url: &str,
     mint: &dyn Fn(usize) -> anyhow::Result<Arc<Vec<String>>>,
     pid: u32,
+    dir: &Path,
 ) -> anyhow::Result<SoakReport> {
     eprintln!(
         "soak: {} clients for {} s, RSS sampled every {} s",
@@ -435,10 +437,17 @@ async fn soak(
             transport_errors: result.transport_errors,
             rss_mib: procfs::current_rss(pid)? as f64 / MIB,
             peak_rss_mib: procfs::peak_rss(pid)? as f64 / MIB,
+            wal_mib: wal_bytes(dir).map(|b| b as f64 / MIB),
         };
         eprintln!(
-            "  {:>4} s: {:.0} exchanges/s, RSS {:.1} MiB (peak {:.1} MiB)",
-            sample.at_secs, sample.exchanges_per_sec, sample.rss_mib, sample.peak_rss_mib
+            "  {:>4} s: {:.0} exchanges/s, RSS {:.1} MiB (peak {:.1} MiB), SQLite WAL {}",
+            sample.at_secs,
+            sample.exchanges_per_sec,
+            sample.rss_mib,
+            sample.peak_rss_mib,
+            sample
+                .wal_mib
+                .map_or("-".to_owned(), |m| format!("{m:.1} MiB"))
         );
         samples.push(sample);
     }
@@ -450,6 +459,17 @@ async fn soak(
 }
 
 const MIB: f64 = 1024.0 * 1024.0;
+
+/// The size of the SQLite audit store's write-ahead log in `dir` (the
+/// default store), or `None` when there is none (another store).
+fn wal_bytes(dir: &Path) -> Option<u64> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .find(|entry| entry.file_name().to_string_lossy().ends_with("-wal"))
+        .and_then(|entry| entry.metadata().ok())
+        .map(|meta| meta.len())
+}
 
 /// CPU ticks used during one level.
 #[derive(Debug, Clone, Copy)]

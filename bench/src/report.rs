@@ -47,6 +47,9 @@ pub(crate) struct SoakSample {
     pub(crate) rss_mib: f64,
     /// tokenmint's `VmHWM` at the end of the window.
     pub(crate) peak_rss_mib: f64,
+    /// The size of the SQLite audit store's WAL file at the end of the
+    /// window (`None` for another store): it must stay flat too.
+    pub(crate) wal_mib: Option<f64>,
 }
 
 /// Latency percentiles, in milliseconds.
@@ -255,18 +258,19 @@ pub(crate) fn markdown(report: &RunReport) -> String {
     if let Some(soak) = &report.soak {
         let _ = writeln!(
             s,
-            "\nSoak: {} clients, RSS sampled every {} s.\n\n| after s | exchanges/s | non-200 + errors | RSS MiB | peak RSS MiB |\n|---:|---:|---:|---:|---:|",
+            "\nSoak: {} clients, RSS sampled every {} s.\n\n| after s | exchanges/s | non-200 + errors | RSS MiB | peak RSS MiB | SQLite WAL MiB |\n|---:|---:|---:|---:|---:|---:|",
             soak.clients, soak.window_secs
         );
         for x in &soak.samples {
             let _ = writeln!(
                 s,
-                "| {} | {:.0} | {} | {:.1} | {:.1} |",
+                "| {} | {:.0} | {} | {:.1} | {:.1} | {} |",
                 x.at_secs,
                 x.exchanges_per_sec,
                 x.non_200 + x.transport_errors,
                 x.rss_mib,
-                x.peak_rss_mib
+                x.peak_rss_mib,
+                x.wal_mib.map_or("-".to_owned(), |m| format!("{m:.1}"))
             );
         }
         if let (Some(first), Some(last)) = (soak.samples.first(), soak.samples.last()) {
@@ -371,6 +375,7 @@ mod tests {
             transport_errors: 0,
             rss_mib,
             peak_rss_mib: 40.0,
+            wal_mib: (at_secs == 60).then_some(12.25),
         };
         let table = markdown(&RunReport {
             tokenmint_bin: "x".into(),
@@ -390,7 +395,11 @@ mod tests {
             child_exit: "stopped".into(),
         });
         assert!(
-            table.contains("| 120 | 1000 | 0 | 31.5 | 40.0 |"),
+            table.contains("| 120 | 1000 | 0 | 31.5 | 40.0 | - |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| 60 | 1000 | 0 | 30.0 | 40.0 | 12.2 |"),
             "{table}"
         );
         assert!(table.contains("+1.5 MiB"), "{table}");
