@@ -27,6 +27,13 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 /// SQLite's wait for a competing writer's lock, in milliseconds.
 const SQLITE_BUSY_TIMEOUT_MS: u32 = 5000;
 
+/// SQLite (`journal_size_limit`): when the writer starts the WAL over, a WAL
+/// file larger than this is cut back to it. The WAL normally holds about a
+/// second of rows (see `writer::Checkpoint`), but it grows for as long as a
+/// reader holds an older snapshot, and without a limit the file would keep
+/// its largest size for good.
+pub(crate) const WAL_SIZE_LIMIT_BYTES: u64 = 64 << 20;
+
 /// The schema, in order. Each statement is idempotent, so opening an existing
 /// store is a no-op. `PRIMARY KEY (chain_id, seq)` is the UNIQUE(chain_id, seq)
 /// constraint that keeps two writers from forking a chain.
@@ -277,6 +284,11 @@ async fn open_pool(url: &StoreUrl) -> Result<AnyPool, AuditError> {
                             sqlx::query("PRAGMA wal_autocheckpoint = 0")
                                 .execute(&mut *conn)
                                 .await?;
+                            sqlx::query(&format!(
+                                "PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES}"
+                            ))
+                            .execute(&mut *conn)
+                            .await?;
                         }
                         sqlx::query(&format!("PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}"))
                             .execute(&mut *conn)

@@ -1364,6 +1364,66 @@ async fn the_sqlite_wal_is_reused_under_continuous_appends() {
     assert_eq!(report.chains[0].rows, 3_000);
 }
 
+/// A reader that holds an old snapshot (a long `audit verify`, say) keeps
+/// SQLite from starting the WAL over, so it grows meanwhile. Once the reader
+/// is gone, the next start over also gives that space back: the WAL file is
+/// cut to the store's limit instead of staying at its largest size.
+#[tokio::test]
+async fn the_sqlite_wal_shrinks_back_after_a_reader_held_it_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.db");
+    let wal = dir.path().join("audit.db-wal");
+    let url = format!("sqlite://{}", path.display());
+    let log = AuditLog::open_with(
+        &url,
+        DEFAULT_CHAIN,
+        AuditOptions {
+            checkpoint_interval: Duration::from_millis(20),
+            ..AuditOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let wal_len = || std::fs::metadata(&wal).unwrap().len();
+    let limit = store::WAL_SIZE_LIMIT_BYTES;
+
+    let reader = AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await
+        .unwrap();
+    let mut snapshot = reader.begin().await.unwrap();
+    let _: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_log")
+        .fetch_one(&mut *snapshot)
+        .await
+        .unwrap();
+    let mut i = 0;
+    while wal_len() <= limit + (8 << 20) {
+        for _ in 0..200 {
+            log.append(rec(i, "b", Decision::Deny)).await.unwrap();
+            i += 1;
+        }
+        assert!(i < 50_000, "the WAL never grew past {limit} bytes");
+    }
+    snapshot.rollback().await.unwrap();
+    reader.close().await;
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while wal_len() > limit && Instant::now() < deadline {
+        log.append(rec(i, "b", Decision::Deny)).await.unwrap();
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(
+        wal_len() <= limit,
+        "the WAL stayed at {} bytes after the reader left (limit {limit})",
+        wal_len()
+    );
+    let report = log.verify().await.unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
+    assert_eq!(report.chains[0].rows, u64::from(i));
+}
+
 /// The writer commits every batch on one connection that it keeps. The pool
 /// hands out idle connections in turn, and on SQLite each batch on another
 /// connection found that connection's page cache stale and re-read the
