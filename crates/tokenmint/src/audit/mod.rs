@@ -79,7 +79,8 @@
 //! survives the process being killed, but the last commits before a power
 //! failure may be lost. Use PostgreSQL (or `synchronous=FULL`) where that
 //! matters. Commits never checkpoint the WAL (`wal_autocheckpoint = 0`): the
-//! writer starts background checkpoints instead (see `writer::Checkpoint`).
+//! writer starts background checkpoints instead, each followed by a short
+//! catch-up between two batches (see `writer::Checkpoint`).
 
 mod chain;
 mod error;
@@ -134,8 +135,10 @@ pub struct AuditOptions {
     /// SQLite: how often the writer has committed rows copied from the
     /// write-ahead log into the database file, by a checkpoint on another
     /// connection in the background. Commits themselves never checkpoint
-    /// (`wal_autocheckpoint = 0`), so a checkpoint's disk work does not
-    /// stall the exchanges waiting on a commit. Default 1 s.
+    /// (`wal_autocheckpoint = 0`), so most of a checkpoint's disk work does
+    /// not stall the exchanges waiting on a commit; only a short catch-up on
+    /// the writer's connection, which lets the WAL start over, does (see
+    /// `writer::Checkpoint`). Default 1 s.
     pub checkpoint_interval: Duration,
 }
 

@@ -496,18 +496,39 @@ pub(crate) async fn insert_batch(
     tx.commit().await
 }
 
+/// What one SQLite `PASSIVE` checkpoint did (`PRAGMA wal_checkpoint`'s row).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Checkpointed {
+    /// Another checkpoint was running, so this one did nothing.
+    pub(crate) busy: bool,
+    /// Frames in the WAL when it started; -1 when busy or not in WAL mode.
+    pub(crate) log: i64,
+    /// Frames copied into the database file by now; -1 likewise.
+    pub(crate) copied: i64,
+}
+
+impl Checkpointed {
+    /// Every frame in the WAL when it started is in the database file: no
+    /// reader's snapshot and no other checkpoint held it back.
+    pub(crate) fn complete(&self) -> bool {
+        !self.busy && self.log >= 0 && self.copied == self.log
+    }
+}
+
 /// SQLite: copies committed WAL frames into the database file, without
-/// waiting for readers or the writer (`PASSIVE`). Returns the number of
-/// frames in the WAL when it started (SQLite's `log` column).
+/// waiting for readers or the writer (`PASSIVE`).
 pub(crate) async fn checkpoint<'e>(
     on: impl sqlx::Executor<'e, Database = Any>,
-) -> Result<u64, sqlx::Error> {
+) -> Result<Checkpointed, sqlx::Error> {
     let row = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
         .fetch_one(on)
         .await?;
-    // (busy, log, checkpointed); `log` is -1 outside WAL mode.
-    let log: i64 = row.try_get(1)?;
-    Ok(u64::try_from(log).unwrap_or(0))
+    let busy: i64 = row.try_get(0)?;
+    Ok(Checkpointed {
+        busy: busy != 0,
+        log: row.try_get(1)?,
+        copied: row.try_get(2)?,
+    })
 }
 
 /// First key of the PostgreSQL advisory locks that serialise appends to one

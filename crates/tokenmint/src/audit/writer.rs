@@ -97,36 +97,42 @@ pub(crate) struct Writer {
     pub(crate) conn: Option<PoolConnection<Any>>,
 }
 
-/// SQLite's WAL checkpoints, taken off the commit path. The store's
+/// SQLite's WAL checkpoints, mostly off the commit path. The store's
 /// connections never checkpoint on commit (`wal_autocheckpoint = 0`, set in
 /// [`store`]); instead, at most once per interval after a batch, the writer
 /// starts a `PASSIVE` checkpoint on another pooled connection (its own worker
-/// thread) and goes on committing. A checkpoint copies committed frames into
-/// the database file and never waits for, or blocks, the writer.
+/// thread) and goes on committing. That checkpoint copies committed frames
+/// into the database file and never waits for, or blocks, the writer.
 ///
 /// That alone would let the WAL file grow for as long as appends keep
 /// coming: SQLite starts the WAL over only for a write transaction that finds
 /// every frame already copied, and the background checkpoint never copies
 /// the frames committed while it ran. So once it has finished, the writer
-/// runs a catch-up checkpoint on its own connection between two batches,
-/// and the next batch starts the WAL over (unless a reader still holds an
-/// older snapshot; the next round then does).
+/// runs a short catch-up checkpoint on its own connection between two
+/// batches, and the next batch starts the WAL over.
 ///
-/// The catch-up holds up every exchange waiting on a commit, and its cost is
-/// that of the frames committed since the last background pass (it syncs
-/// them, copies them and syncs the database file). So the background task
-/// repeats its pass while the previous one left more than
+/// The catch-up does hold up every exchange waiting on a commit, and its
+/// cost is that of the frames committed since the last background pass (it
+/// syncs them, copies them and syncs the database file). So the background
+/// task repeats its pass while the previous one left more than
 /// [`CATCH_UP_FRAMES`] new frames behind, each pass shorter than the last:
 /// a single pass of 20–50 ms at 2,000 one-row commits a second left the
 /// catch-up 4–12 ms of work; after the repeated passes it takes 0.6–7 ms,
-/// most of it the two `fsync`s.
+/// most of it the two `fsync`s. And the writer skips the catch-up unless the
+/// background task's last pass copied everything it found: after a failed
+/// pass, or one that a reader's older snapshot held back, the catch-up
+/// would have a backlog of unknown size to copy while exchanges wait. The
+/// next round tries again.
 #[derive(Debug)]
 pub(crate) struct Checkpoint {
     every: Duration,
     last: Instant,
     /// Set while the background checkpoint runs.
     running: Arc<AtomicBool>,
-    /// A background checkpoint was started and its catch-up is still due.
+    /// Set by the background checkpoint when it has finished: whether its
+    /// last pass copied every frame it found (see [`checkpoint_passes`]).
+    complete: Arc<AtomicBool>,
+    /// A background checkpoint was started and not yet followed up.
     catch_up: bool,
 }
 
@@ -136,6 +142,7 @@ impl Checkpoint {
             every,
             last: Instant::now(),
             running: Arc::new(AtomicBool::new(false)),
+            complete: Arc::new(AtomicBool::new(false)),
             catch_up: false,
         }
     }
@@ -286,14 +293,28 @@ impl Writer {
                 return;
             }
             checkpoint.catch_up = false;
+            if !checkpoint.complete.load(Ordering::Acquire) {
+                // Failed or held back by a reader: no catch-up of unknown
+                // size on the commit path. The next round tries again.
+                return;
+            }
             let (pool, slot) = (&self.pool, &mut self.conn);
             let caught_up = tokio::time::timeout(self.store_timeout, async {
                 let conn = connection(pool, slot).await?;
                 store::checkpoint(conn).await
             })
             .await;
+            if !matches!(caught_up, Ok(Ok(_))) {
+                // Failed or abandoned mid-statement: do not reuse the connection.
+                if let Some(mut conn) = self.conn.take() {
+                    conn.close_on_drop();
+                }
+            }
             match caught_up {
-                Ok(Ok(_)) => {
+                Ok(Ok(done)) => {
+                    if !done.complete() {
+                        tracing::debug!(store = %self.url, ?done, "audit WAL catch-up checkpoint held back by a reader; the WAL starts over after a later one");
+                    }
                     if !self.keep_connection {
                         self.conn = None;
                     }
@@ -303,10 +324,6 @@ impl Writer {
                     tracing::warn!(store = %self.url, %error, "audit WAL catch-up checkpoint failed; retrying after the next background checkpoint");
                 }
                 Err(_) => {
-                    // Abandoned mid-statement: do not reuse the connection.
-                    if let Some(mut conn) = self.conn.take() {
-                        conn.close_on_drop();
-                    }
                     tracing::warn!(store = %self.url, "audit WAL catch-up checkpoint timed out; retrying after the next background checkpoint");
                 }
             }
@@ -321,20 +338,24 @@ impl Writer {
         checkpoint.catch_up = true;
         let pool = self.pool.clone();
         let running = Arc::clone(&checkpoint.running);
+        let complete = Arc::clone(&checkpoint.complete);
         let url = self.url.clone();
         let timeout = self.store_timeout;
         tokio::spawn(async move {
             let passes = checkpoint_passes(|| store::checkpoint(&pool));
-            match tokio::time::timeout(timeout, passes).await {
-                Ok(Ok(_)) => {}
+            let done = match tokio::time::timeout(timeout, passes).await {
+                Ok(Ok(done)) => done,
                 // The next one retries; meanwhile the WAL only grows.
                 Ok(Err(error)) => {
-                    tracing::warn!(store = %url, %error, "audit WAL checkpoint failed; retrying after the next batch")
+                    tracing::warn!(store = %url, %error, "audit WAL checkpoint failed; retrying after the next batch");
+                    false
                 }
                 Err(_) => {
-                    tracing::warn!(store = %url, "audit WAL checkpoint timed out; retrying after the next batch")
+                    tracing::warn!(store = %url, "audit WAL checkpoint timed out; retrying after the next batch");
+                    false
                 }
-            }
+            };
+            complete.store(done, Ordering::Release);
             running.store(false, Ordering::Release);
         });
     }
@@ -394,26 +415,29 @@ impl Writer {
     }
 }
 
-/// Runs `pass` (a checkpoint returning the WAL's frame count when it
-/// started) until the WAL grew by at most [`CATCH_UP_FRAMES`] during the
-/// previous pass, or [`MAX_CHECKPOINT_PASSES`] times. Returns the passes run.
-async fn checkpoint_passes<F, Fut>(mut pass: F) -> Result<u32, sqlx::Error>
+/// Runs `pass` (one `PASSIVE` checkpoint) until the WAL grew by at most
+/// [`CATCH_UP_FRAMES`] during the previous pass, or [`MAX_CHECKPOINT_PASSES`]
+/// times, stopping early when a pass could not copy everything it found (a
+/// reader's older snapshot, another checkpoint). Returns whether the last
+/// pass copied everything: only then is the writer's catch-up short.
+async fn checkpoint_passes<F, Fut>(mut pass: F) -> Result<bool, sqlx::Error>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<u64, sqlx::Error>>,
+    Fut: std::future::Future<Output = Result<store::Checkpointed, sqlx::Error>>,
 {
-    let mut frames = pass().await?;
+    let mut last = pass().await?;
     let mut passes = 1;
-    while passes < MAX_CHECKPOINT_PASSES {
-        let now = pass().await?;
+    while last.complete() && passes < MAX_CHECKPOINT_PASSES {
+        let next = pass().await?;
         passes += 1;
         // Fewer frames than before: the writer has started the WAL over.
-        if now.saturating_sub(frames) <= CATCH_UP_FRAMES {
+        let grew = next.log.saturating_sub(last.log);
+        last = next;
+        if grew <= CATCH_UP_FRAMES as i64 {
             break;
         }
-        frames = now;
     }
-    Ok(passes)
+    Ok(last.complete())
 }
 
 /// The connection in `slot`, or a new one from `pool` put there.
@@ -483,35 +507,76 @@ mod tests {
     use super::*;
 
     /// Runs [`checkpoint_passes`] against a WAL whose frame count at the
-    /// start of each pass is `logs[i]`.
-    async fn passes_for(logs: &[u64]) -> u32 {
-        let mut next = logs.iter().copied();
-        checkpoint_passes(|| {
-            let log = next.next().expect("more passes than the test allows");
-            async move { Ok(log) }
+    /// start of each pass is `logs[i]` and whose passes each copy it all.
+    /// Returns the passes run and whether the last copied everything.
+    async fn passes_for(logs: &[i64]) -> (usize, bool) {
+        let outcomes: Vec<_> = logs
+            .iter()
+            .map(|&log| store::Checkpointed {
+                busy: false,
+                log,
+                copied: log,
+            })
+            .collect();
+        run_passes(&outcomes).await
+    }
+
+    async fn run_passes(outcomes: &[store::Checkpointed]) -> (usize, bool) {
+        let mut next = outcomes.iter().copied();
+        let mut calls = 0;
+        let complete = checkpoint_passes(|| {
+            calls += 1;
+            let outcome = next.next().expect("more passes than the test allows");
+            async move { Ok(outcome) }
         })
         .await
-        .unwrap()
+        .unwrap();
+        (calls, complete)
     }
 
     #[tokio::test]
     async fn background_checkpoints_repeat_until_little_is_left_for_the_catch_up() {
+        let max = MAX_CHECKPOINT_PASSES as usize;
+        let few = CATCH_UP_FRAMES as i64;
         // The WAL grew by 10 frames during the first pass: one more copies them.
-        assert_eq!(passes_for(&[1_000, 1_010]).await, 2);
+        assert_eq!(passes_for(&[1_000, 1_010]).await, (2, true));
         // 300, then 40: the third pass leaves the catch-up what came during it.
-        assert_eq!(passes_for(&[1_000, 1_300, 1_340]).await, 3);
-        assert_eq!(passes_for(&[1_000, 1_000 + CATCH_UP_FRAMES]).await, 2);
-        assert_eq!(
-            passes_for(&[1_000, 1_001 + CATCH_UP_FRAMES, 1_100]).await,
-            3
-        );
+        assert_eq!(passes_for(&[1_000, 1_300, 1_340]).await, (3, true));
+        assert_eq!(passes_for(&[1_000, 1_000 + few]).await, (2, true));
+        assert_eq!(passes_for(&[1_000, 1_001 + few, 1_100]).await, (3, true));
         // The WAL was started over meanwhile: nothing is left to catch up.
-        assert_eq!(passes_for(&[1_000, 200]).await, 2);
+        assert_eq!(passes_for(&[1_000, 200]).await, (2, true));
         // A writer that outpaces the passes does not keep them going for ever.
         assert_eq!(
             passes_for(&[1_000, 2_000, 3_000, 4_000, 5_000, 6_000]).await,
-            MAX_CHECKPOINT_PASSES
+            (max, true)
         );
+    }
+
+    #[tokio::test]
+    async fn a_held_back_or_busy_pass_ends_the_checkpoint_without_a_catch_up() {
+        let done = |log| store::Checkpointed {
+            busy: false,
+            log,
+            copied: log,
+        };
+        // A reader's older snapshot: only part of the WAL could be copied.
+        let held = store::Checkpointed {
+            busy: false,
+            log: 5_000,
+            copied: 1_200,
+        };
+        assert_eq!(run_passes(&[held]).await, (1, false));
+        assert_eq!(run_passes(&[done(1_000), held]).await, (2, false));
+        // Another checkpoint was running: SQLite reports busy and -1s.
+        let busy = store::Checkpointed {
+            busy: true,
+            log: -1,
+            copied: -1,
+        };
+        assert_eq!(run_passes(&[busy]).await, (1, false));
+        assert_eq!(run_passes(&[done(1_000), busy]).await, (2, false));
+        assert!(!busy.complete() && !held.complete() && done(7).complete());
     }
 
     #[tokio::test]
@@ -520,7 +585,11 @@ mod tests {
         let result = checkpoint_passes(|| {
             calls += 1;
             let outcome = if calls == 1 {
-                Ok(1_000)
+                Ok(store::Checkpointed {
+                    busy: false,
+                    log: 1_000,
+                    copied: 1_000,
+                })
             } else {
                 Err(sqlx::Error::PoolTimedOut)
             };
