@@ -1266,24 +1266,51 @@ async fn a_version_1_store_is_upgraded_in_place() {
     assert_eq!(log.list(&ListFilter::default()).await.unwrap().len(), 2);
 }
 
-/// SQLite commits never checkpoint (a checkpoint inside a commit stalled
-/// every exchange waiting on it for 5–10 ms); the writer copies the WAL into
-/// the database file in the background instead, within its interval.
-#[tokio::test]
-async fn sqlite_checkpoints_run_in_the_background_not_in_commits() {
+/// A SQLite file store in a new temporary directory whose writer
+/// checkpoints every `every`: the log, its URL, and the paths of the
+/// database and its WAL. Bind `_dir` too: the directory is deleted with it.
+struct CheckpointingSqlite {
+    log: AuditLog,
+    url: String,
+    db: std::path::PathBuf,
+    wal: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+async fn sqlite_checkpointing_every(every: Duration) -> CheckpointingSqlite {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("audit.db");
-    let url = format!("sqlite://{}", path.display());
+    let db = dir.path().join("audit.db");
+    let url = format!("sqlite://{}", db.display());
     let log = AuditLog::open_with(
         &url,
         DEFAULT_CHAIN,
         AuditOptions {
-            checkpoint_interval: Duration::from_millis(200),
+            checkpoint_interval: every,
             ..AuditOptions::default()
         },
     )
     .await
     .unwrap();
+    CheckpointingSqlite {
+        log,
+        url,
+        wal: dir.path().join("audit.db-wal"),
+        db,
+        _dir: dir,
+    }
+}
+
+/// SQLite commits never checkpoint (a checkpoint inside a commit stalled
+/// every exchange waiting on it for 5–10 ms); the writer copies the WAL into
+/// the database file in the background instead, within its interval.
+#[tokio::test]
+async fn sqlite_checkpoints_run_in_the_background_not_in_commits() {
+    let CheckpointingSqlite {
+        log,
+        db: path,
+        _dir,
+        ..
+    } = sqlite_checkpointing_every(Duration::from_millis(200)).await;
     let autocheckpoint: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint")
         .fetch_one(&log.inner.pool)
         .await
@@ -1319,20 +1346,8 @@ async fn sqlite_checkpoints_run_in_the_background_not_in_commits() {
 /// checkpoint never copies the frames committed while it ran.
 #[tokio::test]
 async fn the_sqlite_wal_is_reused_under_continuous_appends() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("audit.db");
-    let wal = dir.path().join("audit.db-wal");
-    let url = format!("sqlite://{}", path.display());
-    let log = AuditLog::open_with(
-        &url,
-        DEFAULT_CHAIN,
-        AuditOptions {
-            checkpoint_interval: Duration::from_millis(20),
-            ..AuditOptions::default()
-        },
-    )
-    .await
-    .unwrap();
+    let CheckpointingSqlite { log, wal, _dir, .. } =
+        sqlite_checkpointing_every(Duration::from_millis(20)).await;
     // WAL header bytes 12..16: the checkpoint sequence number, which SQLite
     // increments each time it starts the WAL over.
     let wal_restarts = || {
@@ -1375,20 +1390,13 @@ async fn the_sqlite_wal_is_reused_under_continuous_appends() {
 /// cut to the store's limit instead of staying at its largest size.
 #[tokio::test]
 async fn the_sqlite_wal_shrinks_back_after_a_reader_held_it_open() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("audit.db");
-    let wal = dir.path().join("audit.db-wal");
-    let url = format!("sqlite://{}", path.display());
-    let log = AuditLog::open_with(
-        &url,
-        DEFAULT_CHAIN,
-        AuditOptions {
-            checkpoint_interval: Duration::from_millis(20),
-            ..AuditOptions::default()
-        },
-    )
-    .await
-    .unwrap();
+    let CheckpointingSqlite {
+        log,
+        url,
+        wal,
+        _dir,
+        ..
+    } = sqlite_checkpointing_every(Duration::from_millis(20)).await;
     let wal_len = || std::fs::metadata(&wal).unwrap().len();
     let limit = store::WAL_SIZE_LIMIT_BYTES;
 
