@@ -225,15 +225,7 @@ impl Writer {
                 outcome.map(|inserted| inserted.map(|()| (head, hashes)))
             };
             self.commit_latency.observe(started.elapsed().as_secs_f64());
-            if !matches!(outcome, Ok(Ok(_))) {
-                // A failed or abandoned batch may have left the connection
-                // mid-transaction or broken: close it rather than reuse it.
-                if let Some(mut conn) = self.conn.take() {
-                    conn.close_on_drop();
-                }
-            } else if !self.keep_connection {
-                self.conn = None;
-            }
+            self.after_statement(matches!(outcome, Ok(Ok(_))));
             match outcome {
                 Ok(Ok((head, hashes))) => {
                     // 4. Only now advance the head and answer Ok.
@@ -304,19 +296,11 @@ impl Writer {
                 store::checkpoint(conn).await
             })
             .await;
-            if !matches!(caught_up, Ok(Ok(_))) {
-                // Failed or abandoned mid-statement: do not reuse the connection.
-                if let Some(mut conn) = self.conn.take() {
-                    conn.close_on_drop();
-                }
-            }
+            self.after_statement(matches!(caught_up, Ok(Ok(_))));
             match caught_up {
                 Ok(Ok(done)) => {
                     if !done.complete() {
                         tracing::debug!(store = %self.url, ?done, "audit WAL catch-up checkpoint held back by a reader; the WAL starts over after a later one");
-                    }
-                    if !self.keep_connection {
-                        self.conn = None;
                     }
                 }
                 // The next round retries; meanwhile the WAL only grows.
@@ -358,6 +342,20 @@ impl Writer {
             complete.store(done, Ordering::Release);
             running.store(false, Ordering::Release);
         });
+    }
+
+    /// After a statement on [`Writer::conn`]: a failed or abandoned one may
+    /// have left the connection mid-transaction or broken, so it is closed
+    /// rather than reused; a good one is kept or given back to the pool
+    /// (see `keep_connection`).
+    fn after_statement(&mut self, succeeded: bool) {
+        if !succeeded {
+            if let Some(mut conn) = self.conn.take() {
+                conn.close_on_drop();
+            }
+        } else if !self.keep_connection {
+            self.conn = None;
+        }
     }
 
     /// The head, reloading it from the database if the last batch failed.
