@@ -78,9 +78,10 @@ pub enum AuditError {
         action: &'static str,
         /// The URL, redacted.
         url: String,
-        /// The database error, shared by every caller of a failed batch.
+        /// The database error (sqlx's, or SQLite's from the writer's own
+        /// connection), shared by every caller of a failed batch.
         #[source]
-        source: Arc<sqlx::Error>,
+        source: Arc<dyn std::error::Error + Send + Sync>,
     },
 
     /// The store did not answer in time. For an append, the outcome is

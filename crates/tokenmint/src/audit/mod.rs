@@ -86,6 +86,7 @@ mod chain;
 mod error;
 mod record;
 mod replay;
+mod sqlite;
 mod store;
 mod verify;
 mod writer;
@@ -276,13 +277,14 @@ impl AuditLog {
             max_batch: options.max_batch.max(1),
             store_timeout: options.append_timeout,
             commit_latency: commit_latency.clone(),
-            serialised: url.backend == store::Backend::Postgres,
+            commits: match (url.backend, url.file()) {
+                (store::Backend::Postgres, _) => writer::Commits::Postgres,
+                (store::Backend::Sqlite, Some(file)) => {
+                    writer::Commits::SqliteFile(sqlite::FileWriter::new(file.to_owned()))
+                }
+                (store::Backend::Sqlite, None) => writer::Commits::SqliteMemory,
+            },
             checkpoint: sqlite_file.then(|| writer::Checkpoint::new(options.checkpoint_interval)),
-            // A SQLite file's connection cannot go stale. A PostgreSQL one
-            // can (a server restart, an idle timeout in a proxy), and the
-            // pool's liveness ping on every acquire replaces it before a
-            // batch fails on it, so PostgreSQL batches keep taking one.
-            keep_connection: sqlite_file,
             conn: None,
         };
         tokio::spawn(writer.run());

@@ -185,7 +185,7 @@ const MAX_AUDIENCES: usize = 32;
 const TRUNCATED: &str = "…[truncated]";
 
 /// A record ready for the writer: canonical JSON plus the plain column values.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct PreparedRecord {
     /// The canonical JSON that the hash covers.
     pub(crate) json: String,

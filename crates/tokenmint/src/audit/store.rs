@@ -107,6 +107,13 @@ pub(crate) struct StoreUrl {
     access: Access,
 }
 
+impl StoreUrl {
+    /// The SQLite database file; `None` for PostgreSQL and in-memory databases.
+    pub(crate) fn file(&self) -> Option<&std::path::Path> {
+        self.file.as_deref()
+    }
+}
+
 /// Parses and checks a store URL for read-write access.
 pub(crate) fn parse_url(url: &str) -> Result<StoreUrl, AuditError> {
     parse_url_for(url, Access::ReadWrite)
@@ -308,7 +315,7 @@ async fn open_pool(url: &StoreUrl) -> Result<AnyPool, AuditError> {
     if backend == Backend::Sqlite {
         // A SQLite connection is a local file handle that does not go stale,
         // so skip the liveness ping on every acquire: each ping is a round
-        // trip to the connection's worker thread, once per audit batch. A
+        // trip to the connection's worker thread, once per query. A
         // PostgreSQL connection can die with its server, so it keeps the ping.
         options = options.test_before_acquire(false);
     }

@@ -11,7 +11,9 @@
 //! - On PostgreSQL each batch is one transaction that takes the chain's
 //!   advisory lock and reads the head under it, so writers in several
 //!   processes (replicas sharing a chain) append in turn and never race.
-//! - Otherwise (SQLite), if another process appended to the same chain, the
+//! - On a SQLite file the writer commits on a connection of its own
+//!   ([`super::sqlite`]), small batches in place on this task.
+//! - On SQLite, if another process appended to the same chain, the
 //!   insert hits the UNIQUE(chain_id, seq) key; the writer reloads the head
 //!   and retries the batch a few times before giving up. The key also backs
 //!   up the lock: a fork is impossible either way.
@@ -27,6 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::chain::{row_hash, Head};
 use super::error::AuditError;
 use super::record::PreparedRecord;
+use super::sqlite::{CommitError, FileWriter};
 use super::store::{self, NewRow};
 use super::AuditReceipt;
 
@@ -76,25 +79,64 @@ pub(crate) struct Writer {
     pub(crate) store_timeout: Duration,
     /// Time each batch commit took (failed ones included), for metrics.
     pub(crate) commit_latency: Histogram,
-    /// PostgreSQL: each batch reads the head under the chain's advisory lock
-    /// ([`store::append_serialised`]), so processes sharing a chain take
-    /// turns instead of racing. SQLite: the cached head, and the retry below.
-    pub(crate) serialised: bool,
+    /// Where batches are committed.
+    pub(crate) commits: Commits,
+    /// The pooled connection a batch or head reload is running on
+    /// (PostgreSQL and in-memory SQLite), given back after each.
+    pub(crate) conn: Option<PoolConnection<Any>>,
     /// SQLite files: the background WAL checkpoint (see [`Checkpoint`]).
     pub(crate) checkpoint: Option<Checkpoint>,
-    /// Keep one pooled connection for every batch (see [`Writer::conn`]):
-    /// SQLite files only. Not for an in-memory SQLite store, whose pool has
-    /// one connection that everything else needs too, nor for PostgreSQL,
-    /// whose connections can go stale while kept (see `AuditLog::open_with`).
-    pub(crate) keep_connection: bool,
-    /// The connection batches are committed on: with `keep_connection`,
-    /// taken from the pool on first use and kept until a batch fails;
-    /// otherwise taken for one batch. The pool hands out its idle connections
-    /// in turn, so without keeping one each SQLite batch ran on the
-    /// connection least recently used, whose page cache the batches since
-    /// had made stale: it re-read the table's and indexes' pages from the
-    /// file (about 5 `pread`s per one-row batch).
-    pub(crate) conn: Option<PoolConnection<Any>>,
+}
+
+/// Where the writer commits its batches.
+#[derive(Debug)]
+pub(crate) enum Commits {
+    /// PostgreSQL: each batch reads the head under the chain's advisory lock
+    /// ([`store::append_serialised`]), so processes sharing a chain take
+    /// turns instead of racing. Each batch takes a pooled connection: a kept
+    /// one can go stale (a server restart, a proxy's idle timeout), and the
+    /// pool's liveness ping on acquire replaces it before a batch fails on it.
+    Postgres,
+    /// An in-memory SQLite store: its pool's one connection, which every
+    /// reader needs too, taken for each batch. The cached head, and the retry below.
+    SqliteMemory,
+    /// A SQLite file: the writer's own connection ([`FileWriter`]), kept
+    /// across batches (its page cache stays warm). The cached head, and the
+    /// retry below.
+    SqliteFile(FileWriter),
+}
+
+/// Why a batch was not committed.
+#[derive(Debug)]
+enum Failure {
+    /// The store refused; `conflict` when another writer already holds one
+    /// of the batch's sequence numbers.
+    Failed {
+        source: Arc<dyn std::error::Error + Send + Sync>,
+        conflict: bool,
+    },
+    /// No answer in time: the batch may still be committed.
+    TimedOut,
+}
+
+impl Failure {
+    fn from_sqlx(source: sqlx::Error) -> Self {
+        let conflict = matches!(&source, sqlx::Error::Database(db) if db.is_unique_violation());
+        Failure::Failed {
+            source: Arc::new(source),
+            conflict,
+        }
+    }
+
+    fn from_commit(error: CommitError) -> Self {
+        match error {
+            CommitError::TimedOut(_) => Failure::TimedOut,
+            error => Failure::Failed {
+                conflict: error.is_conflict(),
+                source: Arc::new(error),
+            },
+        }
+    }
 }
 
 /// SQLite's WAL checkpoints, mostly off the commit path. The store's
@@ -108,8 +150,9 @@ pub(crate) struct Writer {
 /// coming: SQLite starts the WAL over only for a write transaction that finds
 /// every frame already copied, and the background checkpoint never copies
 /// the frames committed while it ran. So once it has finished, the writer
-/// runs a short catch-up checkpoint on its own connection between two
-/// batches, and the next batch starts the WAL over.
+/// runs a short catch-up checkpoint between two batches (on a pooled
+/// connection, while it waits: no commit runs meanwhile), and the next batch
+/// starts the WAL over.
 ///
 /// The catch-up does hold up every exchange waiting on a commit, and its
 /// cost is that of the frames committed since the last background pass (it
@@ -177,57 +220,17 @@ impl Writer {
         loop {
             attempt += 1;
             let started = Instant::now();
-            let outcome = if self.serialised {
-                // 1-3. PostgreSQL: read the head under the chain's lock, chain
-                // the batch onto it and commit, in one transaction.
-                let records: Vec<&PreparedRecord> = batch.iter().map(|job| &job.record).collect();
-                let chain_id = self.chain_id.as_str();
-                let (pool, slot) = (&self.pool, &mut self.conn);
-                let outcome = tokio::time::timeout(self.store_timeout, async {
-                    let conn = connection(pool, slot).await?;
-                    store::append_serialised(conn, chain_id, &records, |head| {
-                        chain_batch(chain_id, head, &batch)
-                    })
-                    .await
-                })
-                .await;
-                if let Ok(Ok((head, _))) = &outcome {
-                    self.check_not_behind(head);
-                }
-                outcome
+            let outcome = if matches!(self.commits, Commits::Postgres) {
+                self.append_serialised(&batch).await
             } else {
-                // 1. Know where the chain ends.
-                let head = match self.current_head().await {
-                    Ok(head) => head,
+                match self.current_head().await {
+                    Ok(head) => self.append_after(head, &batch).await,
                     Err(err) => return answer_all(batch, || err.clone_for_caller()),
-                };
-                // 2. Chain the batch onto the head.
-                let hashes = chain_batch(&self.chain_id, &head, &batch);
-                let rows: Vec<NewRow<'_>> = batch
-                    .iter()
-                    .zip(&hashes)
-                    .enumerate()
-                    .map(|(i, (job, (prev, hash)))| NewRow {
-                        seq: head.seq + 1 + i as u64,
-                        prev_hash: prev,
-                        hash,
-                        record: &job.record,
-                    })
-                    .collect();
-                // 3. Commit all or nothing.
-                let (pool, slot, chain_id) = (&self.pool, &mut self.conn, self.chain_id.as_str());
-                let outcome = tokio::time::timeout(self.store_timeout, async {
-                    let conn = connection(pool, slot).await?;
-                    store::insert_batch(conn, chain_id, &rows).await
-                })
-                .await;
-                drop(rows);
-                outcome.map(|inserted| inserted.map(|()| (head, hashes)))
+                }
             };
             self.commit_latency.observe(started.elapsed().as_secs_f64());
-            self.after_statement(matches!(outcome, Ok(Ok(_))));
             match outcome {
-                Ok(Ok((head, hashes))) => {
+                Ok((head, hashes)) => {
                     // 4. Only now advance the head and answer Ok.
                     let new_head = Head {
                         seq: head.seq + batch.len() as u64,
@@ -244,23 +247,20 @@ impl Writer {
                     }
                     return;
                 }
-                Ok(Err(source)) => {
+                Err(Failure::Failed { source, conflict }) => {
                     self.head = None;
-                    let conflict =
-                        matches!(&source, sqlx::Error::Database(db) if db.is_unique_violation());
                     if conflict && attempt < MAX_CONFLICT_ATTEMPTS {
                         tracing::info!(chain_id = %self.chain_id, "another writer extended the audit chain; reloading its head and retrying");
                         continue;
                     }
                     tracing::error!(chain_id = %self.chain_id, store = %self.url, error = %source, rows = batch.len(), "audit batch commit failed; nothing in it was acknowledged");
-                    let source = Arc::new(source);
                     return answer_all(batch, || AuditError::Unavailable {
                         action: "append record",
                         url: self.url.clone(),
                         source: Arc::clone(&source),
                     });
                 }
-                Err(_) => {
+                Err(Failure::TimedOut) => {
                     // The commit may or may not have happened; the reload decides.
                     self.head = None;
                     tracing::error!(chain_id = %self.chain_id, store = %self.url, rows = batch.len(), "audit batch commit timed out; nothing in it was acknowledged");
@@ -272,6 +272,78 @@ impl Writer {
                 }
             }
         }
+    }
+
+    /// PostgreSQL, 1-3: reads the head under the chain's lock, chains the
+    /// batch onto it and commits, in one transaction.
+    async fn append_serialised(
+        &mut self,
+        batch: &[Job],
+    ) -> Result<(Head, Vec<(String, String)>), Failure> {
+        let records: Vec<&PreparedRecord> = batch.iter().map(|job| &job.record).collect();
+        let chain_id = self.chain_id.as_str();
+        let (pool, slot) = (&self.pool, &mut self.conn);
+        let outcome = tokio::time::timeout(self.store_timeout, async {
+            let conn = connection(pool, slot).await?;
+            store::append_serialised(conn, chain_id, &records, |head| {
+                chain_batch(chain_id, head, batch)
+            })
+            .await
+        })
+        .await;
+        self.after_statement(matches!(outcome, Ok(Ok(_))));
+        match outcome {
+            Ok(Ok((head, hashes))) => {
+                self.check_not_behind(&head);
+                Ok((head, hashes))
+            }
+            Ok(Err(source)) => Err(Failure::from_sqlx(source)),
+            Err(_) => Err(Failure::TimedOut),
+        }
+    }
+
+    /// SQLite, 2-3: chains the batch onto `head` (where the chain ends) and
+    /// commits all of it or nothing.
+    async fn append_after(
+        &mut self,
+        head: Head,
+        batch: &[Job],
+    ) -> Result<(Head, Vec<(String, String)>), Failure> {
+        let hashes = chain_batch(&self.chain_id, &head, batch);
+        let rows: Vec<NewRow<'_>> = batch
+            .iter()
+            .zip(&hashes)
+            .enumerate()
+            .map(|(i, (job, (prev, hash)))| NewRow {
+                seq: head.seq + 1 + i as u64,
+                prev_hash: prev,
+                hash,
+                record: &job.record,
+            })
+            .collect();
+        let chain_id = self.chain_id.as_str();
+        let committed = match &mut self.commits {
+            Commits::SqliteFile(file) => file
+                .commit(chain_id, &rows, self.store_timeout)
+                .await
+                .map_err(Failure::from_commit),
+            Commits::SqliteMemory | Commits::Postgres => {
+                let (pool, slot) = (&self.pool, &mut self.conn);
+                let outcome = tokio::time::timeout(self.store_timeout, async {
+                    let conn = connection(pool, slot).await?;
+                    store::insert_batch(conn, chain_id, &rows).await
+                })
+                .await;
+                self.after_statement(matches!(outcome, Ok(Ok(_))));
+                match outcome {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(source)) => Err(Failure::from_sqlx(source)),
+                    Err(_) => Err(Failure::TimedOut),
+                }
+            }
+        };
+        drop(rows);
+        committed.map(|()| (head, hashes))
     }
 
     /// Runs the catch-up checkpoint once the background one has finished,
@@ -290,13 +362,9 @@ impl Writer {
                 // size on the commit path. The next round tries again.
                 return;
             }
-            let (pool, slot) = (&self.pool, &mut self.conn);
-            let caught_up = tokio::time::timeout(self.store_timeout, async {
-                let conn = connection(pool, slot).await?;
-                store::checkpoint(conn).await
-            })
-            .await;
-            self.after_statement(matches!(caught_up, Ok(Ok(_))));
+            // On a pooled connection, while the writer waits: no commit runs meanwhile.
+            let caught_up =
+                tokio::time::timeout(self.store_timeout, store::checkpoint(&self.pool)).await;
             match caught_up {
                 Ok(Ok(done)) => {
                     if !done.complete() {
@@ -346,15 +414,12 @@ impl Writer {
 
     /// After a statement on [`Writer::conn`]: a failed or abandoned one may
     /// have left the connection mid-transaction or broken, so it is closed
-    /// rather than reused; a good one is kept or given back to the pool
-    /// (see `keep_connection`).
+    /// rather than reused; a good one goes back to the pool.
     fn after_statement(&mut self, succeeded: bool) {
-        if !succeeded {
-            if let Some(mut conn) = self.conn.take() {
+        if let Some(mut conn) = self.conn.take() {
+            if !succeeded {
                 conn.close_on_drop();
             }
-        } else if !self.keep_connection {
-            self.conn = None;
         }
     }
 
@@ -474,7 +539,7 @@ fn answer_all(batch: Vec<Job>, mut err: impl FnMut() -> AuditError) {
 enum HeadError {
     Failed {
         url: String,
-        source: Arc<sqlx::Error>,
+        source: Arc<dyn std::error::Error + Send + Sync>,
     },
     TimedOut {
         url: String,

@@ -1,0 +1,432 @@
+//! The audit writer's own connection to a SQLite file: small batches commit in place on the writer task, the rest on a blocking thread.
+//!
+//! Everything else (opening the store, its schema, reads, checkpoints, jti
+//! claims) goes through sqlx's pool in [`super::store`]. sqlx runs each
+//! SQLite connection on a worker thread of its own and hands every statement
+//! over to it, so a commit through it cost two thread wake-ups (there and
+//! back) and woke a second tokio worker on the way back: at one client these
+//! hand-overs were about a third of tokenmint's CPU per exchange. This
+//! connection is synchronous (rusqlite) and owned by the writer.
+//!
+//! A small batch commits **in place**: on the writer task, with no wait for
+//! a lock (`busy_timeout = 0`). With the WAL and `synchronous = NORMAL` a
+//! commit only appends a few pages to the WAL file, with no `fsync`, so it
+//! holds the tokio worker for tens of microseconds. Anything that could take
+//! longer goes to tokio's blocking threads, bounded by the store timeout:
+//! a batch of more than [`IN_PLACE_MAX_ROWS`] rows, the first commit (it
+//! opens the connection), the one after a failure (it reopens it), and a
+//! commit that found the write lock taken (another connection writing, say
+//! a jti claim), which there waits for it.
+
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::record::PreparedRecord;
+use super::store::{NewRow, WAL_SIZE_LIMIT_BYTES};
+
+/// The largest batch committed in place. Batches are larger only under load,
+/// where a blocking thread's hand-over is shared by many rows; a large
+/// batch in place would hold a tokio worker for longer than it should.
+pub(crate) const IN_PLACE_MAX_ROWS: usize = 8;
+
+/// One row; the SQL is the same as the pool's (`store::insert_sql(1)`).
+const INSERT: &str = "INSERT INTO audit_log (chain_id, seq, time_us, broker, decision, record, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+
+/// Why a commit failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CommitError {
+    /// SQLite refused (table gone, disk full, read-only file, lock held past the timeout, ...).
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    /// The blocking thread did not answer in time; the commit may still land.
+    #[error("no answer within {0:?}")]
+    TimedOut(Duration),
+    /// The blocking thread stopped without an answer (it panicked, or the
+    /// runtime is shutting down).
+    #[error("the commit thread stopped: {0}")]
+    Stopped(#[from] tokio::task::JoinError),
+}
+
+impl CommitError {
+    /// Another writer already holds one of the batch's `(chain_id, seq)` keys.
+    pub(crate) fn is_conflict(&self) -> bool {
+        matches!(
+            self,
+            CommitError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == ErrorCode::ConstraintViolation
+                    && e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+        )
+    }
+}
+
+/// The writer's connection to one SQLite file, opened on first use and
+/// reopened after a failure.
+#[derive(Debug)]
+pub(crate) struct FileWriter {
+    /// The database file (created, with its schema, when the store was opened).
+    path: PathBuf,
+    /// `None` before the first commit and after a failed one.
+    conn: Option<Connection>,
+    /// Commits handed to a blocking thread so far.
+    handed_over: u64,
+}
+
+impl FileWriter {
+    pub(crate) fn new(path: PathBuf) -> Self {
+        Self {
+            path,
+            conn: None,
+            handed_over: 0,
+        }
+    }
+
+    /// Commits `rows` atomically: all of them, or none. In place when the
+    /// batch is small and the connection is open and the write lock free;
+    /// otherwise on a blocking thread, within `limit` (see the module docs).
+    /// After an error the connection is closed and the next commit reopens it.
+    pub(crate) async fn commit(
+        &mut self,
+        chain_id: &str,
+        rows: &[NewRow<'_>],
+        limit: Duration,
+    ) -> Result<(), CommitError> {
+        if rows.len() <= IN_PLACE_MAX_ROWS {
+            if let Some(conn) = self.conn.as_mut() {
+                match insert(conn, chain_id, rows) {
+                    Ok(()) => return Ok(()),
+                    // Another connection is writing: wait for it, off the runtime.
+                    Err(e) if is_busy(&e) => {}
+                    Err(e) => {
+                        self.conn = None;
+                        return Err(e.into());
+                    }
+                }
+            }
+        }
+        self.handed_over += 1;
+        let conn = self.conn.take();
+        let path = self.path.clone();
+        let chain_id = chain_id.to_owned();
+        let rows: Vec<OwnedRow> = rows.iter().map(OwnedRow::from).collect();
+        let task = tokio::task::spawn_blocking(move || {
+            let mut conn = match conn {
+                Some(conn) => conn,
+                None => open(&path)?,
+            };
+            // Wait for the write lock. The caller's answer comes from its
+            // own timer, at `limit`; this thread gives up a little later.
+            conn.busy_timeout(limit.saturating_mul(2))?;
+            let borrowed: Vec<NewRow<'_>> = rows.iter().map(OwnedRow::borrow).collect();
+            insert(&mut conn, &chain_id, &borrowed)?;
+            conn.busy_timeout(Duration::ZERO)?;
+            Ok::<_, rusqlite::Error>(conn)
+        });
+        match tokio::time::timeout(limit, task).await {
+            Ok(Ok(Ok(conn))) => {
+                self.conn = Some(conn);
+                Ok(())
+            }
+            Ok(Ok(Err(e))) => Err(e.into()),
+            Ok(Err(e)) => Err(e.into()),
+            // The thread keeps the connection; it closes when the thread is done.
+            Err(_) => Err(CommitError::TimedOut(limit)),
+        }
+    }
+}
+
+/// Opens `path` for writing, never creating it, with the settings of the
+/// pool's read-write connections (`store::open_pool`). The file is already
+/// in WAL mode, which is persistent.
+fn open(path: &Path) -> Result<Connection, rusqlite::Error> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT_BYTES as i64)?;
+    conn.busy_timeout(Duration::ZERO)?;
+    Ok(conn)
+}
+
+/// Inserts `rows` in one transaction (a single row needs none: one statement
+/// is atomic on its own).
+fn insert(
+    conn: &mut Connection,
+    chain_id: &str,
+    rows: &[NewRow<'_>],
+) -> Result<(), rusqlite::Error> {
+    if let [row] = rows {
+        return insert_row(conn, chain_id, row);
+    }
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    for row in rows {
+        insert_row(&tx, chain_id, row)?;
+    }
+    tx.commit()
+}
+
+fn insert_row(conn: &Connection, chain_id: &str, row: &NewRow<'_>) -> Result<(), rusqlite::Error> {
+    let seq =
+        i64::try_from(row.seq).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    conn.prepare_cached(INSERT)?.execute((
+        chain_id,
+        seq,
+        row.record.time_us,
+        row.record.broker.as_str(),
+        row.record.decision.as_str(),
+        row.record.json.as_str(),
+        row.prev_hash,
+        row.hash,
+    ))?;
+    Ok(())
+}
+
+/// The write lock is taken (`SQLITE_BUSY`; `SQLITE_LOCKED` cannot happen
+/// without shared cache).
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::DatabaseBusy)
+}
+
+/// A row's values, owned, for a blocking thread.
+#[derive(Debug)]
+struct OwnedRow {
+    seq: u64,
+    prev_hash: String,
+    hash: String,
+    record: PreparedRecord,
+}
+
+impl OwnedRow {
+    fn from(row: &NewRow<'_>) -> Self {
+        Self {
+            seq: row.seq,
+            prev_hash: row.prev_hash.to_owned(),
+            hash: row.hash.to_owned(),
+            record: row.record.clone(),
+        }
+    }
+
+    fn borrow(&self) -> NewRow<'_> {
+        NewRow {
+            seq: self.seq,
+            prev_hash: &self.prev_hash,
+            hash: &self.hash,
+            record: &self.record,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use crate::audit::record::{prepare, tests::sample, Decision};
+    use crate::audit::AuditLog;
+    use std::time::Instant;
+
+    /// A SQLite store with the schema (made by opening it), and its path.
+    struct Store {
+        path: PathBuf,
+        _log: AuditLog,
+        _dir: tempfile::TempDir,
+    }
+
+    async fn store() -> Store {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.db");
+        let log = AuditLog::open(&format!("sqlite://{}", path.display()), "main")
+            .await
+            .unwrap();
+        Store {
+            path,
+            _log: log,
+            _dir: dir,
+        }
+    }
+
+    fn records(n: usize) -> Vec<PreparedRecord> {
+        (0..n)
+            .map(|_| prepare(sample("b", Decision::Deny)).unwrap())
+            .collect()
+    }
+
+    /// Rows `first..` of chain "main" (the hashes are not checked here).
+    fn rows(records: &[PreparedRecord], first: u64) -> Vec<NewRow<'_>> {
+        records
+            .iter()
+            .enumerate()
+            .map(|(i, record)| NewRow {
+                seq: first + i as u64,
+                prev_hash: "prev",
+                hash: "hash",
+                record,
+            })
+            .collect()
+    }
+
+    fn stored(path: &Path) -> i64 {
+        Connection::open(path)
+            .unwrap()
+            .query_row("SELECT count(*) FROM audit_log", (), |row| row.get(0))
+            .unwrap()
+    }
+
+    const LIMIT: Duration = Duration::from_secs(5);
+
+    /// Takes the write lock on another connection, holds it for `hold` and
+    /// commits; returns once the lock is taken.
+    fn hold_write_lock(path: &Path, hold: Duration) -> std::thread::JoinHandle<()> {
+        let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+        let path = path.to_owned();
+        let holder = std::thread::spawn(move || {
+            let conn = Connection::open(path).unwrap();
+            conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+            locked_tx.send(()).unwrap();
+            std::thread::sleep(hold);
+            conn.execute_batch("COMMIT").unwrap();
+        });
+        locked_rx.recv().unwrap();
+        holder
+    }
+
+    #[tokio::test]
+    async fn small_batches_commit_in_place_on_the_kept_connection() {
+        let store = store().await;
+        let mut file = FileWriter::new(store.path.clone());
+        let recs = records(IN_PLACE_MAX_ROWS);
+        // The first commit opens the connection, on a blocking thread.
+        file.commit("main", &rows(&recs[..1], 1), LIMIT)
+            .await
+            .unwrap();
+        assert_eq!(file.handed_over, 1);
+        assert!(file.conn.is_some(), "the connection is kept");
+        // The next ones run in place.
+        file.commit("main", &rows(&recs[..1], 2), LIMIT)
+            .await
+            .unwrap();
+        file.commit("main", &rows(&recs, 3), LIMIT).await.unwrap();
+        assert_eq!(
+            file.handed_over, 1,
+            "a small batch went to a blocking thread"
+        );
+        assert_eq!(stored(&store.path), 2 + IN_PLACE_MAX_ROWS as i64);
+    }
+
+    /// A large batch would hold a tokio worker too long: it goes to a blocking thread.
+    #[tokio::test]
+    async fn large_batches_commit_on_a_blocking_thread() {
+        let store = store().await;
+        let mut file = FileWriter::new(store.path.clone());
+        let recs = records(IN_PLACE_MAX_ROWS + 1);
+        file.commit("main", &rows(&recs[..1], 1), LIMIT)
+            .await
+            .unwrap();
+        file.commit("main", &rows(&recs, 2), LIMIT).await.unwrap();
+        assert_eq!(file.handed_over, 2, "a large batch ran in place");
+        assert!(file.conn.is_some(), "the connection comes back");
+        assert_eq!(stored(&store.path), 2 + IN_PLACE_MAX_ROWS as i64);
+    }
+
+    /// A blocking commit that outlives the limit answers `TimedOut` and
+    /// keeps its connection; it may still land, and the next commit opens a
+    /// connection of its own.
+    #[tokio::test]
+    async fn a_late_commit_times_out_and_the_next_one_reopens() {
+        let store = store().await;
+        let mut file = FileWriter::new(store.path.clone());
+        let recs = records(2);
+        file.commit("main", &rows(&recs[..1], 1), LIMIT)
+            .await
+            .unwrap();
+        let holder = hold_write_lock(&store.path, Duration::from_millis(300));
+        // The caller gives up at 200 ms; the thread waits for the lock until
+        // 400 ms, and gets it at 300 ms.
+        let err = file
+            .commit("main", &rows(&recs[1..], 2), Duration::from_millis(200))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, CommitError::TimedOut(_)), "{err:?}");
+        assert!(file.conn.is_none());
+        holder.join().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while stored(&store.path) < 2 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(stored(&store.path), 2, "the late commit landed");
+        file.commit("main", &rows(&recs[..1], 3), LIMIT)
+            .await
+            .unwrap();
+        assert_eq!(stored(&store.path), 3);
+    }
+
+    /// While another connection holds the write lock, the commit waits for
+    /// it on a blocking thread, never on the runtime: on a single-threaded
+    /// runtime another task keeps running meanwhile.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_taken_write_lock_is_waited_for_off_the_runtime() {
+        let store = store().await;
+        let mut file = FileWriter::new(store.path.clone());
+        let recs = records(2);
+        file.commit("main", &rows(&recs[..1], 1), LIMIT)
+            .await
+            .unwrap();
+
+        let holder = hold_write_lock(&store.path, Duration::from_millis(300));
+
+        let ticks = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let ticker = tokio::spawn({
+            let ticks = std::sync::Arc::clone(&ticks);
+            async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        });
+        let started = Instant::now();
+        file.commit("main", &rows(&recs[1..], 2), LIMIT)
+            .await
+            .unwrap();
+        let waited = started.elapsed();
+        ticker.abort();
+        holder.join().unwrap();
+        assert!(
+            waited >= Duration::from_millis(200),
+            "{waited:?}: the lock was not waited for"
+        );
+        let ticks = ticks.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            ticks >= 10,
+            "only {ticks} ticks in {waited:?}: the commit blocked the runtime"
+        );
+        assert_eq!(stored(&store.path), 2);
+    }
+
+    #[tokio::test]
+    async fn a_taken_sequence_number_is_a_conflict_and_other_failures_are_not() {
+        let store = store().await;
+        let mut file = FileWriter::new(store.path.clone());
+        let recs = records(1);
+        let limit = LIMIT;
+        file.commit("main", &rows(&recs, 1), limit).await.unwrap();
+        let err = file
+            .commit("main", &rows(&recs, 1), limit)
+            .await
+            .unwrap_err();
+        assert!(err.is_conflict(), "{err:?}");
+        assert!(file.conn.is_none(), "a failed commit closes the connection");
+
+        Connection::open(&store.path)
+            .unwrap()
+            .execute_batch("ALTER TABLE audit_log RENAME TO away")
+            .unwrap();
+        let err = file
+            .commit("main", &rows(&recs, 2), limit)
+            .await
+            .unwrap_err();
+        assert!(!err.is_conflict(), "{err:?}");
+        assert!(err.to_string().contains("audit_log"), "{err}");
+    }
+}
