@@ -137,8 +137,8 @@ pub struct AuditOptions {
     /// write-ahead log into the database file, by a checkpoint on another
     /// connection in the background. Commits themselves never checkpoint
     /// (`wal_autocheckpoint = 0`), so most of a checkpoint's disk work does
-    /// not stall the exchanges waiting on a commit; only a short catch-up on
-    /// the writer's connection, which lets the WAL start over, does (see
+    /// not stall the exchanges waiting on a commit; only a short catch-up
+    /// between two commits, which lets the WAL start over, does (see
     /// `writer::Checkpoint`). Default 1 s.
     pub checkpoint_interval: Duration,
 }

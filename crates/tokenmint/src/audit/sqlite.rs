@@ -9,14 +9,23 @@
 //! connection is synchronous (rusqlite) and owned by the writer.
 //!
 //! A small batch commits **in place**: on the writer task, with no wait for
-//! a lock (`busy_timeout = 0`). With the WAL and `synchronous = NORMAL` a
-//! commit only appends a few pages to the WAL file, with no `fsync`, so it
+//! a lock (`busy_timeout = 0`). With the WAL and `synchronous = NORMAL` such
+//! a commit only appends a few pages to the WAL file, with no `fsync`, so it
 //! holds the tokio worker for tens of microseconds. Anything that could take
 //! longer goes to tokio's blocking threads, bounded by the store timeout:
-//! a batch of more than [`IN_PLACE_MAX_ROWS`] rows, the first commit (it
-//! opens the connection), the one after a failure (it reopens it), and a
-//! commit that found the write lock taken (another connection writing, say
-//! a jti claim), which there waits for it.
+//!
+//! - a batch of more than [`IN_PLACE_MAX_ROWS`] rows;
+//! - the first commit (it opens the connection) and the one after a failure
+//!   (it reopens it);
+//! - a commit that found the write lock taken (another connection writing,
+//!   say a jti claim), which there waits for it;
+//! - the first commit after a complete checkpoint ([`FileWriter::restart_next`]):
+//!   it starts the WAL over, which syncs its header and may cut the file
+//!   back to its size limit;
+//! - every commit, if the file is not in WAL mode (each commit then syncs).
+//!
+//! Closing the connection also happens on a blocking thread: the last
+//! connection to close checkpoints the WAL.
 
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use std::path::{Path, PathBuf};
@@ -39,6 +48,11 @@ pub(crate) enum CommitError {
     /// SQLite refused (table gone, disk full, read-only file, lock held past the timeout, ...).
     #[error(transparent)]
     Sqlite(#[from] rusqlite::Error),
+    /// The connection was inside a transaction before or after the commit
+    /// (a rollback that failed): its rows may not be committed, so it is
+    /// reported as a failure and the connection closed.
+    #[error("the audit writer's SQLite connection was left inside a transaction; it is reopened")]
+    InTransaction,
     /// The blocking thread did not answer in time; the commit may still land.
     #[error("no answer within {0:?}")]
     TimedOut(Duration),
@@ -55,7 +69,8 @@ impl CommitError {
             self,
             CommitError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
                 if e.code == ErrorCode::ConstraintViolation
-                    && e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+                    && (e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+                        || e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
         )
     }
 }
@@ -68,6 +83,10 @@ pub(crate) struct FileWriter {
     path: PathBuf,
     /// `None` before the first commit and after a failed one.
     conn: Option<Connection>,
+    /// The open file is in WAL mode, so a small commit may run in place.
+    wal: bool,
+    /// The next commit starts the WAL over: it runs on a blocking thread.
+    restart: bool,
     /// Commits handed to a blocking thread so far.
     handed_over: u64,
 }
@@ -77,8 +96,16 @@ impl FileWriter {
         Self {
             path,
             conn: None,
+            wal: false,
+            restart: false,
             handed_over: 0,
         }
+    }
+
+    /// A checkpoint copied the whole WAL: the next commit starts it over,
+    /// on a blocking thread (see the module docs).
+    pub(crate) fn restart_next(&mut self) {
+        self.restart = true;
     }
 
     /// Commits `rows` atomically: all of them, or none. In place when the
@@ -91,54 +118,71 @@ impl FileWriter {
         rows: &[NewRow<'_>],
         limit: Duration,
     ) -> Result<(), CommitError> {
-        if rows.len() <= IN_PLACE_MAX_ROWS {
+        if rows.len() <= IN_PLACE_MAX_ROWS && self.wal && !self.restart {
             if let Some(conn) = self.conn.as_mut() {
                 match insert(conn, chain_id, rows) {
                     Ok(()) => return Ok(()),
                     // Another connection is writing: wait for it, off the runtime.
-                    Err(e) if is_busy(&e) => {}
+                    Err(CommitError::Sqlite(e)) if is_busy(&e) => {}
                     Err(e) => {
-                        self.conn = None;
-                        return Err(e.into());
+                        self.close();
+                        return Err(e);
                     }
                 }
             }
         }
         self.handed_over += 1;
+        self.restart = false;
         let conn = self.conn.take();
         let path = self.path.clone();
         let chain_id = chain_id.to_owned();
         let rows: Vec<OwnedRow> = rows.iter().map(OwnedRow::from).collect();
+        let wal = self.wal;
         let task = tokio::task::spawn_blocking(move || {
-            let mut conn = match conn {
-                Some(conn) => conn,
+            let (mut conn, wal) = match conn {
+                Some(conn) => (conn, wal),
                 None => open(&path)?,
             };
             // Wait for the write lock. The caller's answer comes from its
             // own timer, at `limit`; this thread gives up a little later.
-            conn.busy_timeout(limit.saturating_mul(2))?;
+            conn.busy_timeout(limit.saturating_mul(2).min(MAX_LOCK_WAIT))?;
             let borrowed: Vec<NewRow<'_>> = rows.iter().map(OwnedRow::borrow).collect();
             insert(&mut conn, &chain_id, &borrowed)?;
             conn.busy_timeout(Duration::ZERO)?;
-            Ok::<_, rusqlite::Error>(conn)
+            Ok::<_, CommitError>((conn, wal))
         });
         match tokio::time::timeout(limit, task).await {
-            Ok(Ok(Ok(conn))) => {
+            Ok(Ok(Ok((conn, wal)))) => {
+                // Not in WAL mode: `store::connect` warned when it opened the store.
+                self.wal = wal;
                 self.conn = Some(conn);
                 Ok(())
             }
-            Ok(Ok(Err(e))) => Err(e.into()),
+            Ok(Ok(Err(e))) => Err(e),
             Ok(Err(e)) => Err(e.into()),
             // The thread keeps the connection; it closes when the thread is done.
             Err(_) => Err(CommitError::TimedOut(limit)),
         }
     }
+
+    /// Closes the connection on a blocking thread: if it is the last one
+    /// open on the file, SQLite checkpoints the WAL as it closes.
+    fn close(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            drop(tokio::task::spawn_blocking(move || drop(conn)));
+        }
+    }
 }
 
+/// Longest a blocking commit waits for the write lock (rusqlite's
+/// `busy_timeout` takes at most `i32::MAX` ms).
+const MAX_LOCK_WAIT: Duration = Duration::from_secs(3600);
+
 /// Opens `path` for writing, never creating it, with the settings of the
-/// pool's read-write connections (`store::open_pool`). The file is already
-/// in WAL mode, which is persistent.
-fn open(path: &Path) -> Result<Connection, rusqlite::Error> {
+/// pool's read-write connections (`store::open_pool`), and says whether the
+/// file is in WAL mode (set, persistently, when the store was opened; a file
+/// system without the shared memory WAL needs refuses it).
+fn open(path: &Path) -> Result<(Connection, bool), rusqlite::Error> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -147,24 +191,31 @@ fn open(path: &Path) -> Result<Connection, rusqlite::Error> {
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT_BYTES as i64)?;
     conn.busy_timeout(Duration::ZERO)?;
-    Ok(conn)
+    let mode: String = conn.pragma_query_value(None, "journal_mode", |row| row.get(0))?;
+    Ok((conn, mode.eq_ignore_ascii_case("wal")))
 }
 
 /// Inserts `rows` in one transaction (a single row needs none: one statement
 /// is atomic on its own).
-fn insert(
-    conn: &mut Connection,
-    chain_id: &str,
-    rows: &[NewRow<'_>],
-) -> Result<(), rusqlite::Error> {
+fn insert(conn: &mut Connection, chain_id: &str, rows: &[NewRow<'_>]) -> Result<(), CommitError> {
+    // A connection left inside a transaction would take these rows into it
+    // and return Ok without committing them.
+    if !conn.is_autocommit() {
+        return Err(CommitError::InTransaction);
+    }
     if let [row] = rows {
-        return insert_row(conn, chain_id, row);
+        insert_row(conn, chain_id, row)?;
+    } else {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        for row in rows {
+            insert_row(&tx, chain_id, row)?;
+        }
+        tx.commit()?;
     }
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    for row in rows {
-        insert_row(&tx, chain_id, row)?;
+    if !conn.is_autocommit() {
+        return Err(CommitError::InTransaction);
     }
-    tx.commit()
+    Ok(())
 }
 
 fn insert_row(conn: &Connection, chain_id: &str, row: &NewRow<'_>) -> Result<(), rusqlite::Error> {
@@ -275,20 +326,21 @@ mod tests {
 
     const LIMIT: Duration = Duration::from_secs(5);
 
-    /// Takes the write lock on another connection, holds it for `hold` and
-    /// commits; returns once the lock is taken.
-    fn hold_write_lock(path: &Path, hold: Duration) -> std::thread::JoinHandle<()> {
+    /// Takes the write lock on another connection and holds it until the
+    /// returned sender is used (or dropped); returns once the lock is taken.
+    fn hold_write_lock(path: &Path) -> (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>) {
         let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
         let path = path.to_owned();
         let holder = std::thread::spawn(move || {
             let conn = Connection::open(path).unwrap();
             conn.execute_batch("BEGIN IMMEDIATE").unwrap();
             locked_tx.send(()).unwrap();
-            std::thread::sleep(hold);
+            let _ = release_rx.recv();
             conn.execute_batch("COMMIT").unwrap();
         });
         locked_rx.recv().unwrap();
-        holder
+        (release_tx, holder)
     }
 
     #[tokio::test]
@@ -340,15 +392,16 @@ mod tests {
         file.commit("main", &rows(&recs[..1], 1), LIMIT)
             .await
             .unwrap();
-        let holder = hold_write_lock(&store.path, Duration::from_millis(300));
-        // The caller gives up at 200 ms; the thread waits for the lock until
-        // 400 ms, and gets it at 300 ms.
+        let (release, holder) = hold_write_lock(&store.path);
+        // The caller gives up at 500 ms; the thread waits for the lock until
+        // 1 s, and gets it soon after the release below.
         let err = file
-            .commit("main", &rows(&recs[1..], 2), Duration::from_millis(200))
+            .commit("main", &rows(&recs[1..], 2), Duration::from_millis(500))
             .await
             .unwrap_err();
         assert!(matches!(err, CommitError::TimedOut(_)), "{err:?}");
         assert!(file.conn.is_none());
+        release.send(()).unwrap();
         holder.join().unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
         while stored(&store.path) < 2 && Instant::now() < deadline {
@@ -373,8 +426,13 @@ mod tests {
             .await
             .unwrap();
 
-        let holder = hold_write_lock(&store.path, Duration::from_millis(300));
-
+        let (release, holder) = hold_write_lock(&store.path);
+        // Released by a task on this runtime: if the commit blocked the
+        // runtime while waiting, it would wait out its lock timeout and fail.
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let _ = release.send(());
+        });
         let ticks = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
         let ticker = tokio::spawn({
             let ticks = std::sync::Arc::clone(&ticks);
@@ -428,5 +486,73 @@ mod tests {
             .unwrap_err();
         assert!(!err.is_conflict(), "{err:?}");
         assert!(err.to_string().contains("audit_log"), "{err}");
+    }
+
+    /// The commit that starts the WAL over syncs it: it goes to a blocking thread.
+    #[tokio::test]
+    async fn the_commit_after_a_complete_checkpoint_runs_on_a_blocking_thread() {
+        let store = store().await;
+        let mut file = FileWriter::new(store.path.clone());
+        let recs = records(1);
+        file.commit("main", &rows(&recs, 1), LIMIT).await.unwrap();
+        file.restart_next();
+        file.commit("main", &rows(&recs, 2), LIMIT).await.unwrap();
+        assert_eq!(file.handed_over, 2, "the restarting commit ran in place");
+        file.commit("main", &rows(&recs, 3), LIMIT).await.unwrap();
+        assert_eq!(
+            file.handed_over, 2,
+            "only the one commit after it is handed over"
+        );
+    }
+
+    /// Outside WAL mode every commit syncs: none runs in place.
+    #[tokio::test]
+    async fn outside_wal_mode_no_commit_runs_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.db");
+        let conn = Connection::open(&path).unwrap();
+        for statement in crate::audit::store::SCHEMA {
+            conn.execute_batch(statement).unwrap();
+        }
+        drop(conn);
+        let mut file = FileWriter::new(path.clone());
+        let recs = records(1);
+        for seq in 1..=3 {
+            file.commit("main", &rows(&recs, seq), LIMIT).await.unwrap();
+        }
+        assert_eq!(file.handed_over, 3);
+        assert_eq!(stored(&path), 3);
+    }
+
+    /// A connection left inside a transaction would take a row into it and
+    /// answer Ok without committing it: that is a failure, and it reopens.
+    #[tokio::test]
+    async fn a_connection_left_in_a_transaction_fails_the_commit() {
+        let store = store().await;
+        let mut file = FileWriter::new(store.path.clone());
+        let recs = records(1);
+        file.commit("main", &rows(&recs, 1), LIMIT).await.unwrap();
+        file.conn.as_ref().unwrap().execute_batch("BEGIN").unwrap();
+        let err = file
+            .commit("main", &rows(&recs, 2), LIMIT)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, CommitError::InTransaction), "{err:?}");
+        assert!(file.conn.is_none(), "the connection is closed");
+        assert_eq!(stored(&store.path), 1);
+        file.commit("main", &rows(&recs, 2), LIMIT).await.unwrap();
+        assert_eq!(stored(&store.path), 2);
+    }
+
+    /// A store timeout too long for SQLite's busy timeout does not panic.
+    #[tokio::test]
+    async fn a_huge_store_timeout_is_clamped() {
+        let store = store().await;
+        let mut file = FileWriter::new(store.path.clone());
+        let recs = records(1);
+        file.commit("main", &rows(&recs, 1), Duration::from_secs(u64::MAX / 4))
+            .await
+            .unwrap();
+        assert_eq!(stored(&store.path), 1);
     }
 }

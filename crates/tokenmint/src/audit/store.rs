@@ -24,7 +24,8 @@ pub(crate) const SCHEMA_VERSION: i64 = 2;
 /// How long to wait for a pooled connection before calling the store unavailable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// SQLite's wait for a competing writer's lock, in milliseconds.
+/// SQLite's wait for a competing writer's lock, in milliseconds, on the
+/// pool's connections (the audit writer's own sets its own: `audit::sqlite`).
 const SQLITE_BUSY_TIMEOUT_MS: u32 = 5000;
 
 /// SQLite (`journal_size_limit`): when the writer starts the WAL over, a WAL
@@ -37,7 +38,7 @@ pub(crate) const WAL_SIZE_LIMIT_BYTES: u64 = 64 << 20;
 /// The schema, in order. Each statement is idempotent, so opening an existing
 /// store is a no-op. `PRIMARY KEY (chain_id, seq)` is the UNIQUE(chain_id, seq)
 /// constraint that keeps two writers from forking a chain.
-const SCHEMA: &[&str] = &[
+pub(crate) const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS audit_schema (
         id BIGINT NOT NULL PRIMARY KEY,
         version BIGINT NOT NULL
@@ -165,6 +166,25 @@ fn parse_url_for(url: &str, access: Access) -> Result<StoreUrl, AuditError> {
                 || query.is_some_and(|q| q.split('&').any(|kv| kv == "mode=memory"));
             if file.is_empty() && !memory {
                 return Err(bad("it names no database file"));
+            }
+            if access == Access::ReadWrite && !memory {
+                // The audit writer opens the file itself (`audit::sqlite`),
+                // by its plain path, with SQLite's default VFS and locking:
+                // anything that would make the pool open it otherwise would
+                // leave the two out of step.
+                let unsupported = query.into_iter().flat_map(|q| q.split('&')).find(|kv| {
+                    kv.starts_with("vfs=") || kv.starts_with("immutable=") || *kv == "cache=shared"
+                });
+                if let Some(kv) = unsupported {
+                    return Err(bad(&format!(
+                        "{kv} is not supported for the audit store; remove it"
+                    )));
+                }
+                if file.starts_with("file:") {
+                    return Err(bad(
+                        "a file: URI is not supported for the audit store; use sqlite://path/to/file.db",
+                    ));
+                }
             }
             let has_mode = query.is_some_and(|q| q.split('&').any(|kv| kv.starts_with("mode=")));
             let connect = match (access, memory, has_mode, query) {
@@ -482,10 +502,10 @@ pub(crate) async fn insert_batch(
     chain_id: &str,
     rows: &[NewRow<'_>],
 ) -> Result<(), sqlx::Error> {
-    // A single statement is atomic on its own (SQLite and PostgreSQL both
-    // wrap it in an implicit transaction), so a batch that fits one INSERT
-    // costs one round trip to the driver instead of three (BEGIN, INSERT,
-    // COMMIT); for SQLite each is a hop to its worker thread.
+    // PostgreSQL and in-memory SQLite (a SQLite file's writer commits with
+    // `audit::sqlite`). A single statement is atomic on its own (both wrap
+    // it in an implicit transaction), so a batch that fits one INSERT costs
+    // one round trip to the driver instead of three (BEGIN, INSERT, COMMIT).
     if rows.len() <= INSERT_CHUNK_ROWS {
         let sql = insert_sql(rows.len());
         return insert_query(&sql, chain_id, rows)?
@@ -896,6 +916,25 @@ mod tests {
         assert!(!err.to_string().contains("secret"), "{err}");
         assert!(err.to_string().contains("[audit] database"), "{err}");
         assert!(parse_url("sqlite://").is_err());
+    }
+
+    /// The audit writer opens a SQLite file by its plain path with the
+    /// default VFS (`audit::sqlite`): a URL that would make the pool open it
+    /// otherwise is refused for writing, and still fine for reading.
+    #[test]
+    fn writable_sqlite_urls_refuse_what_the_writer_would_not_follow() {
+        for url in [
+            "sqlite://var/audit.db?vfs=unix-dotfile",
+            "sqlite://var/audit.db?mode=rwc&immutable=1",
+            "sqlite://var/audit.db?cache=shared",
+            "sqlite:file:audit.db",
+        ] {
+            let err = parse_url(url).unwrap_err();
+            assert!(err.to_string().contains("not supported"), "{url}: {err}");
+            parse_url_read_only(url).unwrap();
+        }
+        parse_url("sqlite://var/audit.db?cache=private").unwrap();
+        parse_url("sqlite::memory:?cache=shared").unwrap();
     }
 
     #[test]

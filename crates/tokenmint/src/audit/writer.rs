@@ -101,8 +101,7 @@ pub(crate) enum Commits {
     /// reader needs too, taken for each batch. The cached head, and the retry below.
     SqliteMemory,
     /// A SQLite file: the writer's own connection ([`FileWriter`]), kept
-    /// across batches (its page cache stays warm). The cached head, and the
-    /// retry below.
+    /// across batches. The cached head, and the retry below.
     SqliteFile(FileWriter),
 }
 
@@ -141,7 +140,7 @@ impl Failure {
 
 /// SQLite's WAL checkpoints, mostly off the commit path. The store's
 /// connections never checkpoint on commit (`wal_autocheckpoint = 0`, set in
-/// [`store`]); instead, at most once per interval after a batch, the writer
+/// [`store`] and [`super::sqlite`]); instead, at most once per interval after a batch, the writer
 /// starts a `PASSIVE` checkpoint on another pooled connection (its own worker
 /// thread) and goes on committing. That checkpoint copies committed frames
 /// into the database file and never waits for, or blocks, the writer.
@@ -367,7 +366,12 @@ impl Writer {
                 tokio::time::timeout(self.store_timeout, store::checkpoint(&self.pool)).await;
             match caught_up {
                 Ok(Ok(done)) => {
-                    if !done.complete() {
+                    if done.complete() {
+                        // The next commit starts the WAL over, which syncs it.
+                        if let Commits::SqliteFile(file) = &mut self.commits {
+                            file.restart_next();
+                        }
+                    } else {
                         tracing::debug!(store = %self.url, ?done, "audit WAL catch-up checkpoint held back by a reader; the WAL starts over after a later one");
                     }
                 }
