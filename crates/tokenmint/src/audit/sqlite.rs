@@ -297,6 +297,17 @@ mod tests {
         }
     }
 
+    /// A store, a writer on it that has committed row 1 (opening its
+    /// connection, on a blocking thread), and `n` records to write next.
+    async fn started(n: usize) -> (Store, FileWriter, Vec<PreparedRecord>) {
+        let store = store().await;
+        let mut file = FileWriter::new(store.path.clone());
+        let first = records(1);
+        file.commit("main", &rows(&first, 1), LIMIT).await.unwrap();
+        assert_eq!(file.handed_over, 1);
+        (store, file, records(n))
+    }
+
     fn records(n: usize) -> Vec<PreparedRecord> {
         (0..n)
             .map(|_| prepare(sample("b", Decision::Deny)).unwrap())
@@ -345,13 +356,7 @@ mod tests {
 
     #[tokio::test]
     async fn small_batches_commit_in_place_on_the_kept_connection() {
-        let store = store().await;
-        let mut file = FileWriter::new(store.path.clone());
-        let recs = records(IN_PLACE_MAX_ROWS);
-        // The first commit opens the connection, on a blocking thread.
-        file.commit("main", &rows(&recs[..1], 1), LIMIT)
-            .await
-            .unwrap();
+        let (store, mut file, recs) = started(IN_PLACE_MAX_ROWS).await;
         assert_eq!(file.handed_over, 1);
         assert!(file.conn.is_some(), "the connection is kept");
         // The next ones run in place.
@@ -369,12 +374,7 @@ mod tests {
     /// A large batch would hold a tokio worker too long: it goes to a blocking thread.
     #[tokio::test]
     async fn large_batches_commit_on_a_blocking_thread() {
-        let store = store().await;
-        let mut file = FileWriter::new(store.path.clone());
-        let recs = records(IN_PLACE_MAX_ROWS + 1);
-        file.commit("main", &rows(&recs[..1], 1), LIMIT)
-            .await
-            .unwrap();
+        let (store, mut file, recs) = started(IN_PLACE_MAX_ROWS + 1).await;
         file.commit("main", &rows(&recs, 2), LIMIT).await.unwrap();
         assert_eq!(file.handed_over, 2, "a large batch ran in place");
         assert!(file.conn.is_some(), "the connection comes back");
@@ -386,12 +386,7 @@ mod tests {
     /// connection of its own.
     #[tokio::test]
     async fn a_late_commit_times_out_and_the_next_one_reopens() {
-        let store = store().await;
-        let mut file = FileWriter::new(store.path.clone());
-        let recs = records(2);
-        file.commit("main", &rows(&recs[..1], 1), LIMIT)
-            .await
-            .unwrap();
+        let (store, mut file, recs) = started(2).await;
         let (release, holder) = hold_write_lock(&store.path);
         // The caller gives up at 500 ms; the thread waits for the lock until
         // 1 s, and gets it soon after the release below.
@@ -419,12 +414,7 @@ mod tests {
     /// runtime another task keeps running meanwhile.
     #[tokio::test(flavor = "current_thread")]
     async fn a_taken_write_lock_is_waited_for_off_the_runtime() {
-        let store = store().await;
-        let mut file = FileWriter::new(store.path.clone());
-        let recs = records(2);
-        file.commit("main", &rows(&recs[..1], 1), LIMIT)
-            .await
-            .unwrap();
+        let (store, mut file, recs) = started(2).await;
 
         let (release, holder) = hold_write_lock(&store.path);
         // Released by a task on this runtime: if the commit blocked the
@@ -464,13 +454,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_taken_sequence_number_is_a_conflict_and_other_failures_are_not() {
-        let store = store().await;
-        let mut file = FileWriter::new(store.path.clone());
-        let recs = records(1);
-        let limit = LIMIT;
-        file.commit("main", &rows(&recs, 1), limit).await.unwrap();
+        let (store, mut file, recs) = started(1).await;
         let err = file
-            .commit("main", &rows(&recs, 1), limit)
+            .commit("main", &rows(&recs, 1), LIMIT)
             .await
             .unwrap_err();
         assert!(err.is_conflict(), "{err:?}");
@@ -481,7 +467,7 @@ mod tests {
             .execute_batch("ALTER TABLE audit_log RENAME TO away")
             .unwrap();
         let err = file
-            .commit("main", &rows(&recs, 2), limit)
+            .commit("main", &rows(&recs, 2), LIMIT)
             .await
             .unwrap_err();
         assert!(!err.is_conflict(), "{err:?}");
@@ -491,10 +477,7 @@ mod tests {
     /// The commit that starts the WAL over syncs it: it goes to a blocking thread.
     #[tokio::test]
     async fn the_commit_after_a_complete_checkpoint_runs_on_a_blocking_thread() {
-        let store = store().await;
-        let mut file = FileWriter::new(store.path.clone());
-        let recs = records(1);
-        file.commit("main", &rows(&recs, 1), LIMIT).await.unwrap();
+        let (_store, mut file, recs) = started(1).await;
         file.restart_next();
         file.commit("main", &rows(&recs, 2), LIMIT).await.unwrap();
         assert_eq!(file.handed_over, 2, "the restarting commit ran in place");
@@ -528,10 +511,7 @@ mod tests {
     /// answer Ok without committing it: that is a failure, and it reopens.
     #[tokio::test]
     async fn a_connection_left_in_a_transaction_fails_the_commit() {
-        let store = store().await;
-        let mut file = FileWriter::new(store.path.clone());
-        let recs = records(1);
-        file.commit("main", &rows(&recs, 1), LIMIT).await.unwrap();
+        let (store, mut file, recs) = started(1).await;
         file.conn.as_ref().unwrap().execute_batch("BEGIN").unwrap();
         let err = file
             .commit("main", &rows(&recs, 2), LIMIT)
