@@ -140,9 +140,9 @@ impl Failure {
 
 /// SQLite's WAL checkpoints, mostly off the commit path. The store's
 /// connections never checkpoint on commit (`wal_autocheckpoint = 0`, set in
-/// [`store`] and [`super::sqlite`]); instead, at most once per interval after a batch, the writer
-/// starts a `PASSIVE` checkpoint on another pooled connection (its own worker
-/// thread) and goes on committing. That checkpoint copies committed frames
+/// [`store`] and [`super::sqlite`]); instead, at most once per interval,
+/// before a batch, the writer starts a `PASSIVE` checkpoint on another
+/// pooled connection (its own worker thread) and goes on committing. That checkpoint copies committed frames
 /// into the database file and never waits for, or blocks, the writer.
 ///
 /// That alone would let the WAL file grow for as long as appends keep
@@ -208,8 +208,12 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.process(batch).await;
+            // Before the batch, not after it: if the background checkpoint
+            // finished while the writer was idle, this batch is the commit
+            // that starts the WAL over, and the catch-up tells the SQLite
+            // file writer to make it on a blocking thread (it syncs).
             self.maybe_checkpoint().await;
+            self.process(batch).await;
         }
         tracing::debug!(chain_id = %self.chain_id, "audit writer stopped: no more senders");
     }
