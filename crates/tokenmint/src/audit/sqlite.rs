@@ -19,20 +19,21 @@
 //!   (it reopens it);
 //! - a commit that found the write lock taken (another connection writing,
 //!   say a jti claim), which there waits for it;
-//! - the first commit after a complete checkpoint ([`FileWriter::restart_next`]):
+//! - the first commit after a complete catch-up checkpoint ([`FileWriter::catch_up`]):
 //!   it starts the WAL over, which syncs its header and may cut the file
 //!   back to its size limit;
 //! - every commit, if the file is not in WAL mode (each commit then syncs).
 //!
-//! Closing the connection also happens on a blocking thread: the last
-//! connection to close checkpoints the WAL.
+//! The writer's catch-up checkpoint also runs on this connection, on a
+//! blocking thread (it syncs). Closing the connection happens on one too: the
+//! last connection to close checkpoints the WAL.
 
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::record::PreparedRecord;
-use super::store::{NewRow, WAL_SIZE_LIMIT_BYTES};
+use super::store::{Checkpointed, NewRow, WAL_SIZE_LIMIT_BYTES};
 
 /// The largest batch committed in place. Batches are larger only under load,
 /// where a blocking thread's hand-over is shared by many rows; a large
@@ -102,10 +103,24 @@ impl FileWriter {
         }
     }
 
-    /// A checkpoint copied the whole WAL: the next commit starts it over,
-    /// on a blocking thread (see the module docs).
-    pub(crate) fn restart_next(&mut self) {
-        self.restart = true;
+    /// Runs a `PASSIVE` checkpoint on this connection, on a blocking thread,
+    /// within `limit` (the writer's catch-up: see `writer::Checkpoint`). If it
+    /// copied the whole WAL, the next commit starts the WAL over, and so is
+    /// made on a blocking thread too.
+    pub(crate) async fn catch_up(&mut self, limit: Duration) -> Result<Checkpointed, CommitError> {
+        let done = self
+            .off_the_runtime(limit, |conn| {
+                Ok(conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", (), |row| {
+                    Ok(Checkpointed {
+                        busy: row.get::<_, i64>(0)? != 0,
+                        log: row.get(1)?,
+                        copied: row.get(2)?,
+                    })
+                })?)
+            })
+            .await?;
+        self.restart = self.restart || done.complete();
+        Ok(done)
     }
 
     /// Commits `rows` atomically: all of them, or none. In place when the
@@ -133,10 +148,27 @@ impl FileWriter {
         }
         self.handed_over += 1;
         self.restart = false;
-        let conn = self.conn.take();
-        let path = self.path.clone();
         let chain_id = chain_id.to_owned();
         let rows: Vec<OwnedRow> = rows.iter().map(OwnedRow::from).collect();
+        self.off_the_runtime(limit, move |conn| {
+            let borrowed: Vec<NewRow<'_>> = rows.iter().map(OwnedRow::borrow).collect();
+            insert(conn, &chain_id, &borrowed)
+        })
+        .await
+    }
+
+    /// Runs `work` on the connection (opening it first if need be) on a
+    /// blocking thread, waiting for the write lock there, and answers within
+    /// `limit`. The connection comes back if `work` succeeded; after an
+    /// error it is closed on that thread, and after a timeout the thread
+    /// keeps it until it is done.
+    async fn off_the_runtime<T: Send + 'static>(
+        &mut self,
+        limit: Duration,
+        work: impl FnOnce(&mut Connection) -> Result<T, CommitError> + Send + 'static,
+    ) -> Result<T, CommitError> {
+        let conn = self.conn.take();
+        let path = self.path.clone();
         let wal = self.wal;
         let task = tokio::task::spawn_blocking(move || {
             let (mut conn, wal) = match conn {
@@ -146,21 +178,19 @@ impl FileWriter {
             // Wait for the write lock. The caller's answer comes from its
             // own timer, at `limit`; this thread gives up a little later.
             conn.busy_timeout(limit.saturating_mul(2).min(MAX_LOCK_WAIT))?;
-            let borrowed: Vec<NewRow<'_>> = rows.iter().map(OwnedRow::borrow).collect();
-            insert(&mut conn, &chain_id, &borrowed)?;
+            let out = work(&mut conn)?;
             conn.busy_timeout(Duration::ZERO)?;
-            Ok::<_, CommitError>((conn, wal))
+            Ok::<_, CommitError>((conn, wal, out))
         });
         match tokio::time::timeout(limit, task).await {
-            Ok(Ok(Ok((conn, wal)))) => {
+            Ok(Ok(Ok((conn, wal, out)))) => {
                 // Not in WAL mode: `store::connect` warned when it opened the store.
                 self.wal = wal;
                 self.conn = Some(conn);
-                Ok(())
+                Ok(out)
             }
             Ok(Ok(Err(e))) => Err(e),
             Ok(Err(e)) => Err(e.into()),
-            // The thread keeps the connection; it closes when the thread is done.
             Err(_) => Err(CommitError::TimedOut(limit)),
         }
     }
@@ -478,7 +508,8 @@ mod tests {
     #[tokio::test]
     async fn the_commit_after_a_complete_checkpoint_runs_on_a_blocking_thread() {
         let (_store, mut file, recs) = started(1).await;
-        file.restart_next();
+        let done = file.catch_up(LIMIT).await.unwrap();
+        assert!(done.complete(), "{done:?}");
         file.commit("main", &rows(&recs, 2), LIMIT).await.unwrap();
         assert_eq!(file.handed_over, 2, "the restarting commit ran in place");
         file.commit("main", &rows(&recs, 3), LIMIT).await.unwrap();

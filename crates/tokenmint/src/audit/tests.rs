@@ -1448,7 +1448,7 @@ async fn the_sqlite_writer_needs_no_pooled_connection() {
         &db.url,
         DEFAULT_CHAIN,
         AuditOptions {
-            // No catch-up checkpoint (it runs on a pooled connection) in this test.
+            // No background checkpoint (it takes a pooled connection) in this test.
             checkpoint_interval: Duration::from_secs(3600),
             ..AuditOptions::default()
         },

@@ -81,8 +81,8 @@ pub(crate) struct Writer {
     pub(crate) commit_latency: Histogram,
     /// Where batches are committed.
     pub(crate) commits: Commits,
-    /// The pooled connection a batch or head reload is running on
-    /// (PostgreSQL and in-memory SQLite), given back after each.
+    /// The pooled connection a PostgreSQL or in-memory SQLite batch runs
+    /// on, given back after it (closed instead if the batch failed).
     pub(crate) conn: Option<PoolConnection<Any>>,
     /// SQLite files: the background WAL checkpoint (see [`Checkpoint`]).
     pub(crate) checkpoint: Option<Checkpoint>,
@@ -141,17 +141,17 @@ impl Failure {
 /// SQLite's WAL checkpoints, mostly off the commit path. The store's
 /// connections never checkpoint on commit (`wal_autocheckpoint = 0`, set in
 /// [`store`] and [`super::sqlite`]); instead, at most once per interval,
-/// before a batch, the writer starts a `PASSIVE` checkpoint on another
-/// pooled connection (its own worker thread) and goes on committing. That checkpoint copies committed frames
-/// into the database file and never waits for, or blocks, the writer.
+/// before a batch, the writer starts a `PASSIVE` checkpoint on a pooled
+/// connection (its own worker thread) and goes on committing. That
+/// checkpoint copies committed frames into the database file and never
+/// waits for, or blocks, the writer.
 ///
 /// That alone would let the WAL file grow for as long as appends keep
 /// coming: SQLite starts the WAL over only for a write transaction that finds
 /// every frame already copied, and the background checkpoint never copies
 /// the frames committed while it ran. So once it has finished, the writer
-/// runs a short catch-up checkpoint between two batches (on a pooled
-/// connection, while it waits: no commit runs meanwhile), and the next batch
-/// starts the WAL over.
+/// runs a short catch-up checkpoint on its own connection between two
+/// batches, and the next batch starts the WAL over.
 ///
 /// The catch-up does hold up every exchange waiting on a commit, and its
 /// cost is that of the frames committed since the last background pass (it
@@ -365,26 +365,23 @@ impl Writer {
                 // size on the commit path. The next round tries again.
                 return;
             }
-            // On a pooled connection, while the writer waits: no commit runs meanwhile.
-            let caught_up =
-                tokio::time::timeout(self.store_timeout, store::checkpoint(&self.pool)).await;
-            match caught_up {
-                Ok(Ok(done)) => {
-                    if done.complete() {
-                        // The next commit starts the WAL over, which syncs it.
-                        if let Commits::SqliteFile(file) = &mut self.commits {
-                            file.restart_next();
-                        }
-                    } else {
+            // Only SQLite files checkpoint.
+            let Commits::SqliteFile(file) = &mut self.commits else {
+                return;
+            };
+            // On the writer's connection, while it waits: no commit runs meanwhile.
+            match file.catch_up(self.store_timeout).await {
+                Ok(done) => {
+                    if !done.complete() {
                         tracing::debug!(store = %self.url, ?done, "audit WAL catch-up checkpoint held back by a reader; the WAL starts over after a later one");
                     }
                 }
                 // The next round retries; meanwhile the WAL only grows.
-                Ok(Err(error)) => {
-                    tracing::warn!(store = %self.url, %error, "audit WAL catch-up checkpoint failed; retrying after the next background checkpoint");
-                }
-                Err(_) => {
+                Err(CommitError::TimedOut(_)) => {
                     tracing::warn!(store = %self.url, "audit WAL catch-up checkpoint timed out; retrying after the next background checkpoint");
+                }
+                Err(error) => {
+                    tracing::warn!(store = %self.url, %error, "audit WAL catch-up checkpoint failed; retrying after the next background checkpoint");
                 }
             }
             return;
