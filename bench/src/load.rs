@@ -26,6 +26,8 @@ pub(crate) struct LoadResult {
     pub(crate) non_200: std::collections::BTreeMap<u16, u64>,
     /// Requests that got no answer (connect error, timeout, body read error).
     pub(crate) transport_errors: u64,
+    /// The first of them, with its causes, to tell which it was.
+    pub(crate) first_transport_error: Option<String>,
     /// From start until the last client finished its last request.
     pub(crate) elapsed: Duration,
 }
@@ -86,6 +88,7 @@ pub(crate) async fn run(
         ok: 0,
         non_200: Default::default(),
         transport_errors: 0,
+        first_transport_error: None,
         elapsed: Duration::ZERO,
     };
     for task in tasks {
@@ -99,6 +102,9 @@ pub(crate) async fn run(
             *total.non_200.entry(status).or_default() += n;
         }
         total.transport_errors += part.transport_errors;
+        if total.first_transport_error.is_none() {
+            total.first_transport_error = part.first_transport_error;
+        }
     }
     total.elapsed = start.elapsed();
     Ok(total)
@@ -130,6 +136,7 @@ async fn one_client(
         ok: 0,
         non_200: Default::default(),
         transport_errors: 0,
+        first_transport_error: None,
         elapsed: Duration::ZERO,
     };
     if tokens.is_empty() {
@@ -152,6 +159,7 @@ async fn one_client(
         let token = tokens.get(index).map(String::as_str).unwrap_or_default();
         index = (index + step) % tokens.len();
         let answer = client.post(&url).bearer_auth(token).send().await;
+        let mut error = None;
         let (status, timing) = match answer {
             // Read the whole body so the connection goes back to the pool.
             Ok(resp) => {
@@ -164,10 +172,16 @@ async fn one_client(
                     .unwrap_or_default();
                 match resp.bytes().await {
                     Ok(_) => (Some(status), timing),
-                    Err(_) => (None, ServerTiming::default()),
+                    Err(e) => {
+                        error = Some(e);
+                        (None, ServerTiming::default())
+                    }
                 }
             }
-            Err(_) => (None, ServerTiming::default()),
+            Err(e) => {
+                error = Some(e);
+                (None, ServerTiming::default())
+            }
         };
         let micros = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
         match status {
@@ -189,12 +203,27 @@ async fn one_client(
             Some(other) => *out.non_200.entry(other).or_default() += 1,
             None => {
                 out.transport_errors += 1;
+                if let (None, Some(e)) = (&out.first_transport_error, error) {
+                    out.first_transport_error = Some(with_causes(&e));
+                }
                 // Don't spin on a dead server.
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
     }
     Ok(out)
+}
+
+/// An error and each of its causes, joined by ": ".
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 /// The metrics of a `Server-Timing` value that tokenmint sends, in microseconds.

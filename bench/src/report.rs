@@ -88,6 +88,8 @@ pub(crate) struct LevelReport {
     pub(crate) non_200: u64,
     pub(crate) non_200_by_status: std::collections::BTreeMap<u16, u64>,
     pub(crate) transport_errors: u64,
+    /// The first transport error, with its causes.
+    pub(crate) first_transport_error: Option<String>,
     pub(crate) exchanges_per_sec: f64,
     pub(crate) latency_ms: Percentiles,
     /// Latency less the time tokenmint waited on the GitHub stand-in (from
@@ -146,6 +148,7 @@ impl LevelReport {
             non_200: result.non_200_total(),
             non_200_by_status: result.non_200.clone(),
             transport_errors: result.transport_errors,
+            first_transport_error: result.first_transport_error.clone(),
             exchanges_per_sec: per(ok, elapsed),
             latency_ms: Percentiles::from_us(&result.latency_us),
             added_latency_ms: Percentiles::from_us(&result.added_us),
@@ -250,8 +253,14 @@ pub(crate) fn markdown(report: &RunReport) -> String {
         if l.non_200 > 0 || l.transport_errors > 0 {
             let _ = writeln!(
                 s,
-                "- {} clients: non-200 answers {:?}, transport errors {}",
-                l.clients, l.non_200_by_status, l.transport_errors
+                "- {} clients: non-200 answers {:?}, transport errors {}{}",
+                l.clients,
+                l.non_200_by_status,
+                l.transport_errors,
+                l.first_transport_error
+                    .as_deref()
+                    .map(|e| format!(" (the first: {e})"))
+                    .unwrap_or_default()
             );
         }
     }
@@ -316,6 +325,7 @@ mod tests {
             ok: 1000,
             non_200: [(503, 2)].into_iter().collect(),
             transport_errors: 1,
+            first_transport_error: Some("connection closed before message completed".to_owned()),
             elapsed: Duration::from_secs(2),
         };
         let cpu = Cpu {
@@ -364,6 +374,12 @@ mod tests {
             "{table}"
         );
         assert!(table.contains("503"), "{table}");
+        assert!(
+            table.contains(
+                "transport errors 1 (the first: connection closed before message completed)"
+            ),
+            "{table}"
+        );
     }
 
     #[test]
