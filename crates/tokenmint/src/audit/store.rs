@@ -496,6 +496,26 @@ pub(crate) struct NewRow<'a> {
     pub(crate) record: &'a PreparedRecord,
 }
 
+/// The rows for `records`, in order, continuing the chain after `head`;
+/// `hashes` holds each row's `(prev_hash, hash)` (`writer::chain_batch`).
+pub(crate) fn rows_after<'a>(
+    head: &Head,
+    records: impl IntoIterator<Item = &'a PreparedRecord>,
+    hashes: &'a [(String, String)],
+) -> Vec<NewRow<'a>> {
+    records
+        .into_iter()
+        .zip(hashes)
+        .enumerate()
+        .map(|(i, (record, (prev, hash)))| NewRow {
+            seq: head.seq + 1 + i as u64,
+            prev_hash: prev,
+            hash,
+            record,
+        })
+        .collect()
+}
+
 /// Inserts rows atomically: all of them are committed, or none.
 pub(crate) async fn insert_batch(
     conn: &mut AnyConnection,
@@ -586,17 +606,7 @@ pub(crate) async fn append_serialised(
         .await?;
     let head = load_head(&mut *tx, chain_id).await?;
     let hashes = chain(&head);
-    let rows: Vec<NewRow<'_>> = records
-        .iter()
-        .zip(&hashes)
-        .enumerate()
-        .map(|(i, (record, (prev, hash)))| NewRow {
-            seq: head.seq + 1 + i as u64,
-            prev_hash: prev,
-            hash,
-            record,
-        })
-        .collect();
+    let rows = rows_after(&head, records.iter().copied(), &hashes);
     for chunk in rows.chunks(INSERT_CHUNK_ROWS) {
         let sql = insert_sql(chunk.len());
         insert_query(&sql, chain_id, chunk)?

@@ -30,7 +30,7 @@ use super::chain::{row_hash, Head};
 use super::error::AuditError;
 use super::record::PreparedRecord;
 use super::sqlite::{CommitError, FileWriter};
-use super::store::{self, NewRow};
+use super::store;
 use super::AuditReceipt;
 
 /// Attempts per batch when another writer took our sequence numbers.
@@ -313,17 +313,7 @@ impl Writer {
         batch: &[Job],
     ) -> Result<(Head, Vec<(String, String)>), Failure> {
         let hashes = chain_batch(&self.chain_id, &head, batch);
-        let rows: Vec<NewRow<'_>> = batch
-            .iter()
-            .zip(&hashes)
-            .enumerate()
-            .map(|(i, (job, (prev, hash)))| NewRow {
-                seq: head.seq + 1 + i as u64,
-                prev_hash: prev,
-                hash,
-                record: &job.record,
-            })
-            .collect();
+        let rows = store::rows_after(&head, batch.iter().map(|job| &job.record), &hashes);
         let chain_id = self.chain_id.as_str();
         let committed = match &mut self.commits {
             Commits::SqliteFile(file) => file
