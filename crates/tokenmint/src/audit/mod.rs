@@ -103,14 +103,14 @@ pub use verify::{ChainSummary, Problem, ProblemKind, VerifyReport};
 use serde::Serialize;
 use sqlx::AnyPool;
 use std::fmt;
-use std::sync::atomic::AtomicI64;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
 use store::StoreUrl;
-use writer::{HighWater, Job, Writer};
+use writer::{HighWater, Job, Writer, WriterTask};
 
 /// The chain id used when the configuration names none.
 pub const DEFAULT_CHAIN: &str = "main";
@@ -206,6 +206,12 @@ struct Inner {
     url: String,
     /// Feeds the writer task.
     jobs: mpsc::Sender<Job>,
+    /// The writer, shared with the writer task (see [`AuditLog::append`]).
+    writer: Arc<tokio::sync::Mutex<Writer>>,
+    /// The writer allows an append to commit on the caller's task.
+    commits_in_caller: bool,
+    /// Appends in progress on this handle and its clones.
+    appending: AtomicUsize,
     /// Highest head seen by the writer, for truncation checks in `verify`.
     high_water: HighWater,
     /// Time limits.
@@ -271,7 +277,6 @@ impl AuditLog {
             pool: pool.clone(),
             chain_id: chain_id.to_owned(),
             url: url.redacted.clone(),
-            jobs: rx,
             head: Some(head),
             high_water: Arc::clone(&high_water),
             max_batch: options.max_batch.max(1),
@@ -286,14 +291,24 @@ impl AuditLog {
             },
             checkpoint: sqlite_file.then(|| writer::Checkpoint::new(options.checkpoint_interval)),
             conn: None,
+            in_caller: 0,
         };
-        tokio::spawn(writer.run());
+        let commits_in_caller = writer.commits_in_caller();
+        let writer = Arc::new(tokio::sync::Mutex::new(writer));
+        let task = WriterTask {
+            jobs: rx,
+            writer: Arc::clone(&writer),
+        };
+        tokio::spawn(task.run());
         Ok(AuditLog {
             inner: Arc::new(Inner {
                 pool,
                 chain_id: chain_id.to_owned(),
                 url: url.redacted,
                 jobs: tx,
+                writer,
+                commits_in_caller,
+                appending: AtomicUsize::new(0),
                 high_water,
                 options,
                 next_prune_us: AtomicI64::new(i64::MIN),
@@ -361,8 +376,11 @@ impl AuditLog {
         let stopped = || AuditError::WriterStopped {
             url: self.inner.url.clone(),
         };
+        let appending = Appending::enter(&self.inner.appending);
         let wait = async {
-            self.inner.jobs.send(job).await.map_err(|_| stopped())?;
+            if let Some(job) = self.commit_in_caller(job, appending.alone).await {
+                self.inner.jobs.send(job).await.map_err(|_| stopped())?;
+            }
             answer.await.map_err(|_| stopped())?
         };
         let limit = self.inner.options.append_timeout;
@@ -424,12 +442,56 @@ impl AuditLog {
         .await
     }
 
+    /// Commits `job` on this task when no other append is in progress, the
+    /// writer is free and nothing is queued for it; gives the job back
+    /// otherwise, for the writer task. Idle, an exchange then wakes no other
+    /// task to have its record written. Under load appends overlap, and the
+    /// writer task batches them.
+    async fn commit_in_caller(&self, job: Job, alone: bool) -> Option<Job> {
+        if !(alone && self.inner.commits_in_caller) {
+            return Some(job);
+        }
+        let Ok(mut writer) = self.inner.writer.try_lock() else {
+            return Some(job);
+        };
+        // Queued records were appended first: the writer task commits them,
+        // and this one after them.
+        if self.inner.jobs.capacity() < self.inner.jobs.max_capacity() {
+            return Some(job);
+        }
+        writer.commit_one(job).await;
+        None
+    }
+
     fn timeout(&self, action: &'static str) -> AuditError {
         AuditError::Timeout {
             action,
             url: self.inner.url.clone(),
             after: self.inner.options.append_timeout,
         }
+    }
+}
+
+/// Counts an append in progress for as long as it lives.
+struct Appending<'a> {
+    count: &'a AtomicUsize,
+    /// No other append was in progress when this one started.
+    alone: bool,
+}
+
+impl<'a> Appending<'a> {
+    fn enter(count: &'a AtomicUsize) -> Self {
+        let before = count.fetch_add(1, Ordering::AcqRel);
+        Appending {
+            count,
+            alone: before == 0,
+        }
+    }
+}
+
+impl Drop for Appending<'_> {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -1479,6 +1479,119 @@ async fn the_sqlite_writer_needs_no_pooled_connection() {
     assert_eq!(report.chains[0].rows, 10);
 }
 
+/// Appends the writer committed on their caller's task (see `writer`).
+async fn in_caller(log: &AuditLog) -> u64 {
+    log.inner.writer.lock().await.in_caller
+}
+
+/// Idle, an append to a SQLite file commits on the caller's task: no hop to
+/// the writer task and back, which at one client cost two task wake-ups per
+/// exchange and a wake-up of a second tokio worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_append_commits_on_the_callers_task() {
+    let db = TestDb::sqlite().await;
+    let log = db.open().await;
+    let receipts = append_n(&log, 3).await;
+    assert_eq!(
+        receipts.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    assert_eq!(in_caller(&log).await, 3);
+    let report = log.verify().await.unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
+    assert_eq!(report.chains[0].rows, 3);
+}
+
+/// An append that overlaps another, or finds the writer busy, goes to the
+/// writer task, which batches such appends under load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_that_overlap_or_find_the_writer_busy_are_queued() {
+    let db = TestDb::sqlite().await;
+    let log = db.open().await;
+    // Another append in progress.
+    let other = Appending::enter(&log.inner.appending);
+    log.append(rec(1, "b", Decision::Deny)).await.unwrap();
+    drop(other);
+    assert_eq!(
+        in_caller(&log).await,
+        0,
+        "an overlapping append was committed in its caller"
+    );
+    // The writer busy (held here).
+    let held = log.inner.writer.lock().await;
+    let pending = tokio::spawn({
+        let log = log.clone();
+        async move { log.append(rec(2, "b", Decision::Deny)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        !pending.is_finished(),
+        "the append did not wait for the writer"
+    );
+    drop(held);
+    assert_eq!(pending.await.unwrap().unwrap().seq, 2);
+    assert_eq!(
+        in_caller(&log).await,
+        0,
+        "the queued append was committed in its caller"
+    );
+    // Idle again.
+    assert_eq!(
+        log.append(rec(3, "b", Decision::Deny)).await.unwrap().seq,
+        3
+    );
+    assert_eq!(in_caller(&log).await, 1);
+}
+
+/// Only a SQLite file's commit can be abandoned half way safely (see
+/// `Writer::commits_in_caller`); other stores always go to the writer task.
+async fn only_a_sqlite_file_commits_on_the_callers_task(db: &TestDb) {
+    let log = db.open().await;
+    append_n(&log, 2).await;
+    assert_eq!(in_caller(&log).await, if db.postgres { 0 } else { 2 });
+    let memory = AuditLog::open("sqlite::memory:", DEFAULT_CHAIN)
+        .await
+        .unwrap();
+    append_n(&memory, 2).await;
+    assert_eq!(in_caller(&memory).await, 0);
+}
+scenario!(only_a_sqlite_file_commits_on_the_callers_task);
+
+/// A commit on the caller's task that is abandoned half way, here because
+/// its append timed out waiting for a write lock held elsewhere, leaves a
+/// writer that goes on: the next appends land and the chain verifies,
+/// whether or not the abandoned row landed too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_commit_in_the_caller_leaves_the_chain_whole() {
+    let db = TestDb::sqlite().await;
+    let log = AuditLog::open_with(
+        &db.url,
+        DEFAULT_CHAIN,
+        AuditOptions {
+            append_timeout: Duration::from_millis(300),
+            checkpoint_interval: Duration::from_secs(3600),
+            ..AuditOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    log.append(rec(1, "b", Decision::Allow)).await.unwrap();
+    let blocker = rusqlite::Connection::open(db.url.trim_start_matches("sqlite://")).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let late = log.append(rec(2, "b", Decision::Allow)).await;
+    assert!(matches!(late, Err(AuditError::Timeout { .. })), "{late:?}");
+    assert_eq!(in_caller(&log).await, 2);
+    blocker.execute_batch("COMMIT").unwrap();
+    drop(blocker);
+    for i in 3..=5 {
+        log.append(rec(i, "b", Decision::Allow)).await.unwrap();
+    }
+    let report = log.verify().await.unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
+    let rows = report.chains[0].rows;
+    assert!(rows == 4 || rows == 5, "{rows} rows");
+}
+
 /// PostgreSQL connections can die between batches (a server restart, a
 /// proxy's idle timeout). The writer must not keep one across batches: the
 /// pool's liveness ping replaces a dead connection before a batch runs on it,

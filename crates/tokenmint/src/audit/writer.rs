@@ -1,8 +1,17 @@
-//! The single writer task: owns the chain head, group-commits queued records, answers each caller.
+//! The single writer: owns the chain head, group-commits queued records, answers each caller.
+//!
+//! The [`Writer`] sits behind an async mutex. The writer task ([`WriterTask`])
+//! takes queued records and commits them in batches. An append made while no
+//! other is in progress, on a SQLite file, takes the mutex and commits its
+//! own record on the caller's task instead ([`Writer::commit_one`]): at low
+//! load this saves two task wake-ups per exchange, and with them a wake-up of
+//! a second tokio worker. Under load, appends overlap and queue up, and the
+//! writer task commits them together.
 //!
 //! Invariants:
 //!
-//! - Only this task assigns `seq` and `prev_hash` for its chain in this process.
+//! - Only the holder of the writer's mutex assigns `seq` and `prev_hash` for
+//!   its chain in this process.
 //! - A caller gets `Ok` only after the transaction holding its row committed.
 //! - A failed batch answers every caller in it with an error, leaves the head
 //!   unknown, and the head is reloaded from the database before the next
@@ -67,8 +76,6 @@ pub(crate) struct Writer {
     pub(crate) chain_id: String,
     /// For error messages.
     pub(crate) url: String,
-    /// Queued appends.
-    pub(crate) jobs: mpsc::Receiver<Job>,
     /// The last committed row; `None` after a failure until reloaded.
     pub(crate) head: Option<Head>,
     /// See [`HighWater`].
@@ -86,6 +93,8 @@ pub(crate) struct Writer {
     pub(crate) conn: Option<PoolConnection<Any>>,
     /// SQLite files: the background WAL checkpoint (see [`Checkpoint`]).
     pub(crate) checkpoint: Option<Checkpoint>,
+    /// Appends committed on their caller's task so far, for tests.
+    pub(crate) in_caller: u64,
 }
 
 /// Where the writer commits its batches.
@@ -190,11 +199,21 @@ impl Checkpoint {
     }
 }
 
-impl Writer {
+/// The writer task: commits queued appends in batches, on the shared [`Writer`].
+#[derive(Debug)]
+pub(crate) struct WriterTask {
+    /// Queued appends.
+    pub(crate) jobs: mpsc::Receiver<Job>,
+    /// The writer, shared with the callers that commit their own record.
+    pub(crate) writer: Arc<tokio::sync::Mutex<Writer>>,
+}
+
+impl WriterTask {
     /// Runs until every sender is dropped and the queue is drained.
     pub(crate) async fn run(mut self) {
         while let Some(first) = self.jobs.recv().await {
-            let mut batch = Vec::with_capacity(self.max_batch.min(64));
+            let mut writer = self.writer.lock().await;
+            let mut batch = Vec::with_capacity(writer.max_batch.min(64));
             batch.push(first);
             // Let exchanges that are ready to append run first, so that under
             // load their rows share this commit (fewer, larger transactions)
@@ -202,20 +221,46 @@ impl Writer {
             if self.jobs.is_empty() {
                 tokio::task::yield_now().await;
             }
-            while batch.len() < self.max_batch {
+            while batch.len() < writer.max_batch {
                 match self.jobs.try_recv() {
                     Ok(job) => batch.push(job),
                     Err(_) => break,
                 }
             }
-            // Before the batch, not after it: if the background checkpoint
-            // finished while the writer was idle, this batch is the commit
-            // that starts the WAL over, and the catch-up tells the SQLite
-            // file writer to make it on a blocking thread (it syncs).
-            self.maybe_checkpoint().await;
-            self.process(batch).await;
+            writer.commit(batch).await;
         }
-        tracing::debug!(chain_id = %self.chain_id, "audit writer stopped: no more senders");
+        tracing::debug!("audit writer stopped: no more senders");
+    }
+}
+
+impl Writer {
+    /// Whether a caller may commit its own record ([`Writer::commit_one`]):
+    /// only on a SQLite file. There every await in a commit can be abandoned
+    /// safely: a commit on a blocking thread keeps its connection until it is
+    /// done, and the next commit opens another; a row that landed unseen
+    /// makes the next batch conflict, reload the head and retry. A PostgreSQL
+    /// or in-memory batch holds a pooled connection in [`Writer::conn`]
+    /// across its awaits, and must not be abandoned half way.
+    pub(crate) fn commits_in_caller(&self) -> bool {
+        matches!(self.commits, Commits::SqliteFile(_))
+    }
+
+    /// Commits one append on the caller's task (see the module docs); the
+    /// answer is on the job's reply channel. Cancel-safe where
+    /// [`Writer::commits_in_caller`] holds.
+    pub(crate) async fn commit_one(&mut self, job: Job) {
+        self.in_caller += 1;
+        self.commit(vec![job]).await;
+    }
+
+    /// Runs a due checkpoint step, then commits `batch` and answers each job.
+    async fn commit(&mut self, batch: Vec<Job>) {
+        // Before the batch, not after it: if the background checkpoint
+        // finished while the writer was idle, this batch is the commit
+        // that starts the WAL over, and the catch-up tells the SQLite
+        // file writer to make it on a blocking thread (it syncs).
+        self.maybe_checkpoint().await;
+        self.process(batch).await;
     }
 
     async fn process(&mut self, batch: Vec<Job>) {
