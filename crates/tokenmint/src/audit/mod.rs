@@ -44,6 +44,9 @@
 //! [`AuditLog::append`] hands the record to one writer task per [`AuditLog`]
 //! that owns the chain head. The writer takes whatever is queued (up to a
 //! batch limit), chains it, and inserts it in one transaction (group commit).
+//! On a SQLite file, an append made while no other is in progress and nothing
+//! is queued commits its record on the caller's task instead, holding the
+//! same writer (see the `writer` submodule): idle, that saves two task hand-overs.
 //! A caller gets `Ok` only after that transaction committed. A failed commit
 //! answers every caller in its batch with an error and makes the writer reload
 //! the head from the database before the next batch, so it recovers by itself
