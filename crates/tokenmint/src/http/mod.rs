@@ -15,6 +15,8 @@
 //!
 //! Errors are `{"error": CODE, "message": "...", "request_id": "..."}`.
 
+pub(crate) mod finish;
+
 use crate::exchange::{ExchangeError, ExchangeRequest, Grant, Service};
 use crate::oidc::VerifyError;
 use axum::body::Body;
@@ -24,6 +26,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
+use finish::{FinishOnDrop, Panicked};
 use serde::Serialize;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -246,9 +249,9 @@ async fn exchange(
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
         octo_sts_scopes,
     };
-    // The exchange runs in its own task: a client that disconnects must not
-    // cancel it half-way (after minting, before auditing or revoking).
-    let task = tokio::spawn(
+    // A client that disconnects must not cancel the exchange half-way (after
+    // minting, before auditing or revoking): dropped, it finishes in a task.
+    let task = FinishOnDrop::new(
         async move {
             let now = service.clock().now();
             let result = service.exchange(&req, now).await;
@@ -259,8 +262,8 @@ async fn exchange(
     );
     let outcome = match tokio::time::timeout(REQUEST_TIMEOUT, task).await {
         Ok(Ok(outcome)) => outcome,
-        Ok(Err(join)) => {
-            tracing::error!(%request_id, error = %join, "exchange task failed");
+        Ok(Err(Panicked)) => {
+            tracing::error!(%request_id, "exchange failed: it panicked");
             return json_error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",

@@ -5,6 +5,7 @@ use super::sigv4::Received;
 use super::xml::{error_document, Xml};
 use super::{error::error_message, error_status, Assumed, Caller, RequestMeta, StsError};
 use crate::exchange::Service;
+use crate::http::finish::FinishOnDrop;
 use crate::http::{BODY_READ_TIMEOUT, REQUEST_TIMEOUT};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -100,9 +101,9 @@ async fn run(
     };
     match call {
         Call::AssumeRoleWithWebIdentity(req) => {
-            // Its own task: a client that goes away must not cancel it
-            // between minting and auditing.
-            let task = tokio::spawn(async move {
+            // A client that goes away must not cancel it between minting
+            // and auditing: dropped, it finishes in a task.
+            let task = FinishOnDrop::new(async move {
                 let Some(sts) = service.sts() else {
                     return Err(StsError::Internal);
                 };
