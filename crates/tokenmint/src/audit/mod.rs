@@ -209,7 +209,8 @@ struct Inner {
     url: String,
     /// Feeds the writer task.
     jobs: mpsc::Sender<Job>,
-    /// The writer, shared with the writer task (see [`AuditLog::append`]).
+    /// The writer, shared with the writer task; an idle append takes it to
+    /// commit its own record (see `AuditLog::commit_in_caller`).
     writer: Arc<tokio::sync::Mutex<Writer>>,
     /// The writer allows an append to commit on the caller's task.
     commits_in_caller: bool,
@@ -446,8 +447,9 @@ impl AuditLog {
     }
 
     /// Commits `job` on this task when no other append is in progress, the
-    /// writer is free and nothing is queued for it; gives the job back
-    /// otherwise, for the writer task. Idle, an exchange then wakes no other
+    /// writer is free, nothing is queued for it and it can take the record
+    /// without waiting first ([`Writer::ready_for_caller`]); gives the job
+    /// back otherwise, for the writer task. Idle, an exchange then wakes no other
     /// task to have its record written. Under load appends overlap, and the
     /// writer task batches them.
     async fn commit_in_caller(&self, job: Job, alone: bool) -> Option<Job> {
@@ -459,7 +461,8 @@ impl AuditLog {
         };
         // Queued records were appended first: the writer task commits them,
         // and this one after them.
-        if self.inner.jobs.capacity() < self.inner.jobs.max_capacity() {
+        if self.inner.jobs.capacity() < self.inner.jobs.max_capacity() || !writer.ready_for_caller()
+        {
             return Some(job);
         }
         writer.commit_one(job).await;

@@ -1,4 +1,4 @@
-//! The audit writer's own connection to a SQLite file: small batches commit in place on the writer task, the rest on a blocking thread.
+//! The audit writer's own connection to a SQLite file: small batches commit in place on the task holding the writer, the rest on a blocking thread.
 //!
 //! Everything else (opening the store, its schema, reads, checkpoints, jti
 //! claims) goes through sqlx's pool in [`super::store`]. sqlx runs each
@@ -8,7 +8,8 @@
 //! hand-overs were about a third of tokenmint's CPU per exchange. This
 //! connection is synchronous (rusqlite) and owned by the writer.
 //!
-//! A small batch commits **in place**: on the writer task, with no wait for
+//! A small batch commits **in place**: on the task holding the writer (the
+//! writer task, or an idle append's own, see `writer`), with no wait for
 //! a lock (`busy_timeout = 0`). With the WAL and `synchronous = NORMAL` such
 //! a commit only appends a few pages to the WAL file, with no `fsync`, so it
 //! holds the tokio worker for tens of microseconds. Anything that could take

@@ -21,7 +21,7 @@
 //!   advisory lock and reads the head under it, so writers in several
 //!   processes (replicas sharing a chain) append in turn and never race.
 //! - On a SQLite file the writer commits on a connection of its own
-//!   ([`super::sqlite`]), small batches in place on this task.
+//!   ([`super::sqlite`]), small batches in place on the task holding it.
 //! - On SQLite, if another process appended to the same chain, the
 //!   insert hits the UNIQUE(chain_id, seq) key; the writer reloads the head
 //!   and retries the batch a few times before giving up. The key also backs
@@ -59,7 +59,8 @@ pub(crate) struct Job {
     /// The record, serialized.
     pub(crate) record: PreparedRecord,
     /// Where the outcome goes. A caller that gave up has dropped the receiver;
-    /// its record is still written, since the decision did happen.
+    /// its record is still written, since the decision did happen (when the
+    /// caller commits it itself, see [`Writer::ready_for_caller`]).
     pub(crate) reply: oneshot::Sender<Result<AuditReceipt, AuditError>>,
 }
 
@@ -184,7 +185,7 @@ pub(crate) struct Checkpoint {
     /// last pass copied every frame it found (see [`checkpoint_passes`]).
     complete: Arc<AtomicBool>,
     /// A background checkpoint was started and not yet followed up.
-    catch_up: bool,
+    pub(crate) catch_up: bool,
 }
 
 impl Checkpoint {
@@ -234,23 +235,36 @@ impl WriterTask {
 }
 
 impl Writer {
-    /// Whether a caller may commit its own record ([`Writer::commit_one`]):
-    /// only on a SQLite file. There every await in a commit can be abandoned
-    /// safely: a commit on a blocking thread keeps its connection until it is
-    /// done, and the next commit opens another; a row that landed unseen
-    /// makes the next batch conflict, reload the head and retry. A PostgreSQL
-    /// or in-memory batch holds a pooled connection in [`Writer::conn`]
-    /// across its awaits, and must not be abandoned half way.
+    /// Whether callers may ever commit their own record ([`Writer::commit_one`]):
+    /// only on a SQLite file. There a commit's await can be abandoned
+    /// safely: a commit on a blocking thread keeps its connection and its
+    /// rows until it is done, and the next commit opens another connection;
+    /// a row that landed unseen makes the next batch conflict, reload the
+    /// head and retry. A PostgreSQL or in-memory batch holds a pooled
+    /// connection in [`Writer::conn`] across its awaits, and must not be
+    /// abandoned half way.
     pub(crate) fn commits_in_caller(&self) -> bool {
         matches!(self.commits, Commits::SqliteFile(_))
     }
 
+    /// Whether a caller may commit its own record now: where
+    /// [`Writer::commits_in_caller`] holds, and nothing has to be awaited
+    /// before the record is handed to SQLite (the head is known, no catch-up
+    /// checkpoint is due). So a caller that gives up, and drops the commit,
+    /// cannot lose its record: either it was never taken from the caller, or
+    /// it is being inserted.
+    pub(crate) fn ready_for_caller(&self) -> bool {
+        self.commits_in_caller() && self.head.is_some() && !self.catch_up_due()
+    }
+
     /// Commits one append on the caller's task (see the module docs); the
-    /// answer is on the job's reply channel. Cancel-safe where
-    /// [`Writer::commits_in_caller`] holds.
+    /// answer is on the job's reply channel. Only where
+    /// [`Writer::ready_for_caller`] holds. A catch-up checkpoint that became
+    /// due meanwhile is left to the writer task.
     pub(crate) async fn commit_one(&mut self, job: Job) {
         self.in_caller += 1;
-        self.commit(vec![job]).await;
+        self.maybe_checkpoint(false).await;
+        self.process(vec![job]).await;
     }
 
     /// Runs a due checkpoint step, then commits `batch` and answers each job.
@@ -259,7 +273,7 @@ impl Writer {
         // finished while the writer was idle, this batch is the commit
         // that starts the WAL over, and the catch-up tells the SQLite
         // file writer to make it on a blocking thread (it syncs).
-        self.maybe_checkpoint().await;
+        self.maybe_checkpoint(true).await;
         self.process(batch).await;
     }
 
@@ -384,14 +398,23 @@ impl Writer {
         committed.map(|()| (head, hashes))
     }
 
-    /// Runs the catch-up checkpoint once the background one has finished,
-    /// or starts a background checkpoint if one is due (see [`Checkpoint`]).
-    async fn maybe_checkpoint(&mut self) {
+    /// The background checkpoint has finished and the writer's catch-up is
+    /// due (see [`Checkpoint`]).
+    fn catch_up_due(&self) -> bool {
+        self.checkpoint
+            .as_ref()
+            .is_some_and(|c| c.catch_up && !c.running.load(Ordering::Acquire))
+    }
+
+    /// Runs the catch-up checkpoint once the background one has finished (if
+    /// `catch_up`), or starts a background checkpoint if one is due (see
+    /// [`Checkpoint`]). Without `catch_up` it never waits.
+    async fn maybe_checkpoint(&mut self, catch_up: bool) {
         let Some(checkpoint) = self.checkpoint.as_mut() else {
             return;
         };
         if checkpoint.catch_up {
-            if checkpoint.running.load(Ordering::Acquire) {
+            if !catch_up || checkpoint.running.load(Ordering::Acquire) {
                 return;
             }
             checkpoint.catch_up = false;
