@@ -16,15 +16,16 @@ use std::task::{Context, Poll};
 /// second tokio worker.
 ///
 /// A panic inside the future is caught and answered as [`Panicked`], as a
-/// task's would be.
+/// task's would be, and the future is never polled again. Polled again after
+/// it answered, it stays pending.
 pub(crate) struct FinishOnDrop<T: 'static> {
     /// `None` once it has finished.
     rest: Option<Pin<Box<dyn Future<Output = T> + Send>>>,
 }
 
-/// The future panicked; the panic was caught.
+/// The future panicked; the panic was caught. Holds the panic's message.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Panicked;
+pub(crate) struct Panicked(pub(crate) String);
 
 impl<T: 'static> FinishOnDrop<T> {
     pub(crate) fn new(future: impl Future<Output = T> + Send + 'static) -> Self {
@@ -49,10 +50,17 @@ impl<T: 'static> Future for FinishOnDrop<T> {
                 self.rest = None;
                 Poll::Ready(Ok(out))
             }
-            Err(_) => {
-                // A future that panicked must not be polled again.
-                self.rest = None;
-                Poll::Ready(Err(Panicked))
+            Err(payload) => {
+                // A future that panicked must not be polled again; dropping
+                // it may panic too.
+                let rest = self.rest.take();
+                drop(std::panic::catch_unwind(AssertUnwindSafe(|| drop(rest))));
+                let message = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                Poll::Ready(Err(Panicked(message)))
             }
         }
     }
@@ -122,13 +130,23 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_panic_is_answered_not_propagated() {
-        let boom = FinishOnDrop::new(async {
-            if std::hint::black_box(true) {
-                panic!("boom");
+    async fn a_panic_is_answered_and_the_future_never_polled_again() {
+        let polls = Arc::new(AtomicU32::new(0));
+        let mut boom = FinishOnDrop::new({
+            let polls = Arc::clone(&polls);
+            async move {
+                polls.fetch_add(1, Ordering::SeqCst);
+                if std::hint::black_box(true) {
+                    panic!("boom");
+                }
+                1u8
             }
-            1u8
         });
-        assert_eq!(boom.await, Err(Panicked));
+        assert_eq!((&mut boom).await, Err(Panicked("boom".to_owned())));
+        let again = tokio::time::timeout(Duration::from_millis(20), &mut boom).await;
+        assert!(again.is_err(), "answered twice: {again:?}");
+        drop(boom);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(polls.load(Ordering::SeqCst), 1);
     }
 }

@@ -262,8 +262,8 @@ async fn exchange(
     );
     let outcome = match tokio::time::timeout(REQUEST_TIMEOUT, task).await {
         Ok(Ok(outcome)) => outcome,
-        Ok(Err(Panicked)) => {
-            tracing::error!(%request_id, "exchange failed: it panicked");
+        Ok(Err(Panicked(message))) => {
+            tracing::error!(%request_id, panic = %message, "exchange failed: it panicked");
             return json_error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",

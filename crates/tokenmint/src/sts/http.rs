@@ -5,7 +5,7 @@ use super::sigv4::Received;
 use super::xml::{error_document, Xml};
 use super::{error::error_message, error_status, Assumed, Caller, RequestMeta, StsError};
 use crate::exchange::Service;
-use crate::http::finish::FinishOnDrop;
+use crate::http::finish::{FinishOnDrop, Panicked};
 use crate::http::{BODY_READ_TIMEOUT, REQUEST_TIMEOUT};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use secrecy::ExposeSecret as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use tracing::Instrument as _;
 
 /// Largest form body read (a `WebIdentityToken` is at most 20000 characters).
 const MAX_FORM_BYTES: usize = 64 * 1024;
@@ -103,18 +104,28 @@ async fn run(
         Call::AssumeRoleWithWebIdentity(req) => {
             // A client that goes away must not cancel it between minting
             // and auditing: dropped, it finishes in a task.
-            let task = FinishOnDrop::new(async move {
-                let Some(sts) = service.sts() else {
-                    return Err(StsError::Internal);
-                };
-                let now = service.clock().now();
-                super::assume_role_with_web_identity(&service, sts, &req, &meta, now)
-                    .await
-                    .map(|a| assumed_document(&a, &meta.request_id))
-            });
+            let task = FinishOnDrop::new(
+                async move {
+                    let Some(sts) = service.sts() else {
+                        return Err(StsError::Internal);
+                    };
+                    let now = service.clock().now();
+                    super::assume_role_with_web_identity(&service, sts, &req, &meta, now)
+                        .await
+                        .map(|a| assumed_document(&a, &meta.request_id))
+                }
+                .in_current_span(),
+            );
             match tokio::time::timeout(REQUEST_TIMEOUT, task).await {
                 Ok(Ok(result)) => result,
-                Ok(Err(_)) | Err(_) => Err(StsError::Internal),
+                Ok(Err(Panicked(message))) => {
+                    tracing::error!(panic = %message, "AssumeRoleWithWebIdentity failed: it panicked");
+                    Err(StsError::Internal)
+                }
+                Err(_) => {
+                    tracing::error!("AssumeRoleWithWebIdentity exceeded the request timeout; it completes and is audited in the background");
+                    Err(StsError::Internal)
+                }
             }
         }
         Call::GetCallerIdentity => {
