@@ -296,6 +296,7 @@ impl AuditLog {
             checkpoint: sqlite_file.then(|| writer::Checkpoint::new(options.checkpoint_interval)),
             conn: None,
             in_caller: 0,
+            last_batch: 0,
         };
         let commits_in_caller = writer.commits_in_caller();
         let writer = Arc::new(tokio::sync::Mutex::new(writer));

@@ -1541,6 +1541,38 @@ async fn appends_that_overlap_or_find_the_writer_busy_are_queued() {
         3
     );
     assert_eq!(in_caller(&log).await, 1);
+    // After a batch of several rows (load), the next append is batched too.
+    let held = log.inner.writer.lock().await;
+    let pending: Vec<_> = (4..=6)
+        .map(|i| {
+            let log = log.clone();
+            tokio::spawn(async move { log.append(rec(i, "b", Decision::Deny)).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(held);
+    for p in pending {
+        p.await.unwrap().unwrap();
+    }
+    assert!(
+        log.inner.writer.lock().await.last_batch > 1,
+        "the queued appends were not batched"
+    );
+    assert_eq!(
+        log.append(rec(7, "b", Decision::Deny)).await.unwrap().seq,
+        7
+    );
+    assert_eq!(
+        in_caller(&log).await,
+        1,
+        "committed in the caller right after a batch"
+    );
+    // A one-row batch later, the service counts as idle again.
+    assert_eq!(
+        log.append(rec(8, "b", Decision::Deny)).await.unwrap().seq,
+        8
+    );
+    assert_eq!(in_caller(&log).await, 2);
 }
 
 /// Only a SQLite file's commit can be abandoned half way safely (see
