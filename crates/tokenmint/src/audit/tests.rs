@@ -74,6 +74,17 @@ impl TestDb {
         AuditLog::open(&self.url, DEFAULT_CHAIN).await.unwrap()
     }
 
+    /// [`TestDb::open`] with no background checkpoint within the test.
+    async fn open_without_checkpoints(&self) -> AuditLog {
+        let options = AuditOptions {
+            checkpoint_interval: Duration::from_secs(3600),
+            ..AuditOptions::default()
+        };
+        AuditLog::open_with(&self.url, DEFAULT_CHAIN, options)
+            .await
+            .unwrap()
+    }
+
     async fn cleanup(self) {
         if let Some((admin, schema)) = &self.pg {
             sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
@@ -1444,17 +1455,8 @@ async fn the_sqlite_wal_shrinks_back_after_a_reader_held_it_open() {
 #[tokio::test]
 async fn the_sqlite_writer_needs_no_pooled_connection() {
     let db = TestDb::sqlite().await;
-    let log = AuditLog::open_with(
-        &db.url,
-        DEFAULT_CHAIN,
-        AuditOptions {
-            // No background checkpoint (it takes a pooled connection) in this test.
-            checkpoint_interval: Duration::from_secs(3600),
-            ..AuditOptions::default()
-        },
-    )
-    .await
-    .unwrap();
+    // No background checkpoint (it takes a pooled connection) in this test.
+    let log = db.open_without_checkpoints().await;
     let pool = log.inner.pool.clone();
     let mut taken = Vec::new();
     while let Ok(Ok(conn)) = tokio::time::timeout(Duration::from_millis(200), pool.acquire()).await
@@ -1477,6 +1479,11 @@ async fn the_sqlite_writer_needs_no_pooled_connection() {
     let report = log.verify().await.unwrap();
     assert!(report.is_clean(), "{:?}", report.problems);
     assert_eq!(report.chains[0].rows, 10);
+}
+
+/// Appends record `i` (a denial for broker `b`) and answers its `seq`.
+async fn appended_seq(log: &AuditLog, i: u32) -> u64 {
+    log.append(rec(i, "b", Decision::Deny)).await.unwrap().seq
 }
 
 /// Appends the writer committed on their caller's task (see `writer`).
@@ -1536,10 +1543,7 @@ async fn appends_that_overlap_or_find_the_writer_busy_are_queued() {
         "the queued append was committed in its caller"
     );
     // Idle again.
-    assert_eq!(
-        log.append(rec(3, "b", Decision::Deny)).await.unwrap().seq,
-        3
-    );
+    assert_eq!(appended_seq(&log, 3).await, 3);
     assert_eq!(in_caller(&log).await, 1);
     // After a batch of several rows (load), the next append is batched too.
     let held = log.inner.writer.lock().await;
@@ -1558,20 +1562,14 @@ async fn appends_that_overlap_or_find_the_writer_busy_are_queued() {
         log.inner.writer.lock().await.last_batch > 1,
         "the queued appends were not batched"
     );
-    assert_eq!(
-        log.append(rec(7, "b", Decision::Deny)).await.unwrap().seq,
-        7
-    );
+    assert_eq!(appended_seq(&log, 7).await, 7);
     assert_eq!(
         in_caller(&log).await,
         1,
         "committed in the caller right after a batch"
     );
     // A one-row batch later, the service counts as idle again.
-    assert_eq!(
-        log.append(rec(8, "b", Decision::Deny)).await.unwrap().seq,
-        8
-    );
+    assert_eq!(appended_seq(&log, 8).await, 8);
     assert_eq!(in_caller(&log).await, 2);
 }
 
@@ -1600,10 +1598,7 @@ async fn a_head_reload_or_a_due_catch_up_is_left_to_the_writer_task() {
     log.append(rec(1, "b", Decision::Deny)).await.unwrap();
     assert_eq!(in_caller(&log).await, 1);
     log.inner.writer.lock().await.head = None;
-    assert_eq!(
-        log.append(rec(2, "b", Decision::Deny)).await.unwrap().seq,
-        2
-    );
+    assert_eq!(appended_seq(&log, 2).await, 2);
     assert_eq!(
         in_caller(&log).await,
         1,
@@ -1613,10 +1608,7 @@ async fn a_head_reload_or_a_due_catch_up_is_left_to_the_writer_task() {
         let mut writer = log.inner.writer.lock().await;
         writer.checkpoint.as_mut().unwrap().catch_up = true;
     }
-    assert_eq!(
-        log.append(rec(3, "b", Decision::Deny)).await.unwrap().seq,
-        3
-    );
+    assert_eq!(appended_seq(&log, 3).await, 3);
     let writer = log.inner.writer.lock().await;
     assert_eq!(
         writer.in_caller, 1,
@@ -1635,16 +1627,7 @@ async fn a_head_reload_or_a_due_catch_up_is_left_to_the_writer_task() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_commit_in_the_caller_still_lands_and_the_chain_goes_on() {
     let db = TestDb::sqlite().await;
-    let log = AuditLog::open_with(
-        &db.url,
-        DEFAULT_CHAIN,
-        AuditOptions {
-            checkpoint_interval: Duration::from_secs(3600),
-            ..AuditOptions::default()
-        },
-    )
-    .await
-    .unwrap();
+    let log = db.open_without_checkpoints().await;
     log.append(rec(1, "b", Decision::Allow)).await.unwrap();
     let blocker = rusqlite::Connection::open(db.url.trim_start_matches("sqlite://")).unwrap();
     blocker.execute_batch("BEGIN IMMEDIATE").unwrap();

@@ -409,6 +409,13 @@ impl Writer {
         committed.map(|()| (head, hashes))
     }
 
+    /// A background checkpoint is running (see [`Checkpoint`]).
+    pub(crate) fn checkpoint_running(&self) -> bool {
+        self.checkpoint
+            .as_ref()
+            .is_some_and(|c| c.running.load(Ordering::Acquire))
+    }
+
     /// The background checkpoint has finished and the writer's catch-up is
     /// due (see [`Checkpoint`]).
     fn catch_up_due(&self) -> bool {
