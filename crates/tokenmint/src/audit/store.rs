@@ -35,20 +35,6 @@ const SQLITE_BUSY_TIMEOUT_MS: u32 = 5000;
 /// its largest size for good.
 pub(crate) const WAL_SIZE_LIMIT_BYTES: u64 = 64 << 20;
 
-/// SQLite: the page size of a new store file, in bytes (SQLite's default is 4096).
-///
-/// A commit writes each page it changed to the WAL in full. A one-row commit
-/// changes the table's leaf page, one leaf in each of its three indexes, and
-/// now and then a page that records the file's growth. An audit row is about
-/// 1.3 KB, so with 4 KiB pages each exchange wrote about 21 KB to the WAL,
-/// and the next checkpoint synced all of it; with 1 KiB pages the row spills
-/// into one overflow page, and the commit writes about 8 KB (BENCHMARKS.md,
-/// session 8). Reading the whole chain (`audit verify`) visits more pages,
-/// and takes about 30 % longer. A store created with another page size keeps
-/// it: SQLite can change it only by rebuilding the file (`VACUUM`, outside
-/// WAL mode).
-pub(crate) const SQLITE_PAGE_SIZE: u32 = 1024;
-
 /// The schema, in order. Each statement is idempotent, so opening an existing
 /// store is a no-op. `PRIMARY KEY (chain_id, seq)` is the UNIQUE(chain_id, seq)
 /// constraint that keeps two writers from forking a chain.
@@ -319,10 +305,6 @@ async fn open_pool(url: &StoreUrl) -> Result<AnyPool, AuditError> {
                             .execute(&mut *conn)
                             .await?;
                         if access == Access::ReadWrite {
-                            // Takes effect only in a file that has no pages yet.
-                            sqlx::query(&format!("PRAGMA page_size = {SQLITE_PAGE_SIZE}"))
-                                .execute(&mut *conn)
-                                .await?;
                             // Commits never checkpoint: the audit writer runs
                             // checkpoints in the background (writer::Checkpoint),
                             // so their disk work does not stall a commit.

@@ -46,7 +46,7 @@ use super::AuditReceipt;
 const MAX_CONFLICT_ATTEMPTS: u32 = 3;
 
 /// A background checkpoint repeats its pass until the WAL grew by at most
-/// this many frames (one page each, see `store::SQLITE_PAGE_SIZE`) during the last one: what the writer's
+/// this many frames (4 KiB pages) during the last one: what the writer's
 /// catch-up then has to copy. See [`Checkpoint`].
 const CATCH_UP_FRAMES: u64 = 64;
 
