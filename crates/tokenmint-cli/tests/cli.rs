@@ -869,6 +869,119 @@ fn dev_stack_serves_sts_for_its_preset_role_and_lints_it() {
     dev.stop();
 }
 
+/// A config with only `[[role]]`s (the STS-compatible endpoint) needs no
+/// GitHub App: no `[github]`, no key, no broker. It serves STS, and refuses
+/// every broker name as unknown.
+#[test]
+fn an_sts_only_config_serves_sts_without_a_github_app() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dev = Dev::start();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // The dev stack's config without its [github] section and its broker.
+    let mut skipping = false;
+    let mut config = String::new();
+    for line in std::fs::read_to_string(dev.config()).unwrap().lines() {
+        if line.starts_with('[') {
+            skipping = matches!(line, "[github]" | "[[broker]]" | "[broker.claims]");
+        }
+        if skipping {
+            continue;
+        }
+        if line.starts_with("listen = ") {
+            config.push_str(&format!("listen = \"127.0.0.1:{port}\"\n"));
+        } else if line.starts_with("database = ") {
+            config.push_str("database = \"sqlite://sts-only-audit.db\"\n");
+        } else {
+            config.push_str(line);
+            config.push('\n');
+        }
+    }
+    assert!(
+        !config.contains("[github]")
+            && !config.contains("[[broker]]")
+            && config.contains("[[role]]"),
+        "{config}"
+    );
+    let config_path = dev.dir.path().join("sts-only.toml");
+    std::fs::write(&config_path, &config).unwrap();
+
+    let out = bin()
+        .arg("check-config")
+        .arg("--config")
+        .arg(&config_path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("OK (1 issuer(s), 0 broker(s))"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let mut serve = bin()
+        .args(["serve", "--config"])
+        .arg(&config_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let ready = || {
+        rt.block_on(async {
+            reqwest::get(format!("{url}/readyz"))
+                .await
+                .is_ok_and(|r| r.status() == 200)
+        })
+    };
+    while !ready() {
+        assert!(
+            serve.try_wait().unwrap().is_none(),
+            "tokenmint serve exited with an STS-only config"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "tokenmint serve did not become ready"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let token = dev_id_token(&rt, &dev, "tokenmint");
+    let (status, body) = assume_role(
+        &rt,
+        &url,
+        "arn:aws:iam::123456789012:role/tokenmint-dev",
+        &token,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("<AccessKeyId>ASIA"), "{body}");
+
+    let (status, body) = rt.block_on(async {
+        let resp = reqwest::Client::new()
+            .post(format!("{url}/v1/brokers/widgets-read/token"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    });
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("\"access_denied\""), "{body}");
+
+    let _ = Command::new("kill")
+        .args(["-TERM", &serve.id().to_string()])
+        .status();
+    assert!(serve.wait().unwrap().success());
+    dev.stop();
+}
+
 // ------------------------------------------------------------ policy explain
 
 /// A directory with an App key and a config whose issuer is unreachable

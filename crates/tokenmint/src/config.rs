@@ -59,7 +59,7 @@ struct RawConfig {
     server: RawServer,
     #[serde(default)]
     audit: RawAudit,
-    github: RawGithub,
+    github: Option<RawGithub>,
     #[serde(default)]
     limits: RawLimits,
     #[serde(default)]
@@ -158,8 +158,11 @@ pub struct Config {
     pub server: ServerConfig,
     /// `[audit]`.
     pub audit: AuditConfig,
-    /// `[github]`.
-    pub github: GithubConfig,
+    /// `[github]`: always present when any `[[broker]]` is configured
+    /// (brokers mint GitHub App installation tokens). A config that only
+    /// serves the STS-compatible endpoint (`[[role]]`s, no broker) may leave
+    /// it out.
+    pub github: Option<GithubConfig>,
     /// `[limits]`.
     pub limits: LimitsConfig,
     /// `[[issuer]]` entries, in file order.
@@ -440,7 +443,7 @@ impl Config {
 
         let server = v.server(raw.server)?;
         let audit = v.audit(raw.audit)?;
-        let github = v.github(raw.github, env)?;
+        let github = raw.github.map(|raw| v.github(raw, env)).transpose()?;
         let limits = v.limits(&raw.limits)?;
 
         if raw.issuer.is_empty() {
@@ -473,9 +476,6 @@ impl Config {
             issuers.push(Arc::new(issuer));
         }
 
-        if raw.broker.is_empty() {
-            return Err(v.invalid("[[broker]]", "no brokers are configured; add a [[broker]] entry (name, issuer, repository, permissions, [broker.claims])"));
-        }
         let mut brokers = BTreeMap::new();
         for raw in raw.broker {
             let broker = v.broker(raw, &issuer_names, &limits)?;
@@ -487,6 +487,12 @@ impl Config {
         }
 
         let sts = v.sts(raw.role, raw.sts, &issuer_names)?;
+        if brokers.is_empty() && !sts.enabled() {
+            return Err(v.invalid("[[broker]]", "no brokers are configured; add a [[broker]] entry (name, issuer, repository, permissions, [broker.claims]), or a [[role]] entry to serve only the STS-compatible endpoint"));
+        }
+        if !brokers.is_empty() && github.is_none() {
+            return Err(v.invalid("[github]", "missing: brokers mint GitHub App installation tokens; add a [github] section with app_id and one of private_key_file, private_key_env, private_key_ssm or kms_key_id"));
+        }
 
         Ok(Self {
             source: path.to_owned(),

@@ -471,6 +471,61 @@ max_session_duration = 43200
     assert_eq!(long.max_session_duration.as_secs(), 43200);
 }
 
+/// GOOD without its `[github]` section.
+fn without_github(text: &str) -> String {
+    let start = text.find("[github]").unwrap();
+    let end = start + text[start..].find("[[issuer]]").unwrap();
+    format!("{}{}", &text[..start], &text[end..])
+}
+
+/// GOOD's `[[issuer]]`s and no broker.
+fn without_brokers(text: &str) -> String {
+    text[..text.find("[[broker]]").unwrap()].to_owned()
+}
+
+/// Only brokers mint GitHub tokens: a config that serves just the
+/// STS-compatible endpoint (`[[role]]`s, no broker) needs no `[github]`.
+/// Brokers without it are refused, and so is a config that serves nothing.
+#[test]
+fn github_is_required_by_brokers_and_not_by_roles() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokenmint.toml");
+    std::fs::write(dir.path().join("role-trust.json"), TRUST).unwrap();
+    let role = r#"
+[[role]]
+arn = "arn:aws:iam::123456789012:role/ci/deployer"
+trust_policy_file = "role-trust.json"
+"#;
+    let sts_only = format!("{}{role}", without_brokers(&without_github(GOOD)));
+    assert!(!sts_only.contains("[github]") && !sts_only.contains("[[broker]]"));
+    let c = Config::parse(&sts_only, &path, &env).unwrap();
+    assert!(c.github.is_none());
+    assert!(c.brokers.is_empty());
+    assert!(c.sts.enabled());
+
+    // A [github] given with roles only is still checked.
+    let bad_github = format!(
+        "{}{role}",
+        without_brokers(&GOOD.replace("app_id = \"123456\"", "app_id = \" \""))
+    );
+    let e = Config::parse(&bad_github, &path, &env)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("[github] app_id"), "{e}");
+
+    let e = err(&without_github(GOOD));
+    assert!(
+        e.contains("[github]: missing") && e.contains("private_key_file"),
+        "{e}"
+    );
+
+    let e = err(&without_brokers(GOOD));
+    assert!(
+        e.contains("[[broker]]: no brokers are configured") && e.contains("[[role]]"),
+        "{e}"
+    );
+}
+
 #[test]
 fn role_arns_are_validated() {
     for bad in [
@@ -612,8 +667,11 @@ fn limits_default_on_and_parse() {
     assert_eq!(c.limits.per_subject, Quota::new(10.0, 300).unwrap());
     assert_eq!(c.limits.max_subjects, 100_000);
     assert_eq!(c.brokers["widgets-read"].rate_limit, c.limits.per_broker);
-    assert_eq!(c.github.max_concurrent_requests, 32);
-    assert_eq!(c.github.max_queue_wait, Duration::from_secs(2));
+    assert_eq!(c.github.as_ref().unwrap().max_concurrent_requests, 32);
+    assert_eq!(
+        c.github.as_ref().unwrap().max_queue_wait,
+        Duration::from_secs(2)
+    );
 
     let text = GOOD
         .replace(
@@ -637,8 +695,11 @@ fn limits_default_on_and_parse() {
         c.brokers["widgets-read"].rate_limit,
         Quota::new(0.5, 50).unwrap()
     );
-    assert_eq!(c.github.max_concurrent_requests, 4);
-    assert_eq!(c.github.max_queue_wait, Duration::from_millis(250));
+    assert_eq!(c.github.as_ref().unwrap().max_concurrent_requests, 4);
+    assert_eq!(
+        c.github.as_ref().unwrap().max_queue_wait,
+        Duration::from_millis(250)
+    );
 }
 
 #[test]
@@ -700,11 +761,14 @@ fn ssm_and_kms_key_sources_are_literal_and_exclusive() {
 
     let c = parse_aws(&with("private_key_ssm = \"/github-app/private-key-pem\"")).unwrap();
     assert!(matches!(
-        &c.github.key,
+        &c.github.as_ref().unwrap().key,
         crate::config::AppKeySource::Ssm { parameter, .. } if parameter == "/github-app/private-key-pem"
     ));
     let c = parse_aws(&with("kms_key_id = \"alias/github-app\"")).unwrap();
-    assert!(matches!(c.github.key, crate::config::AppKeySource::Kms(_)));
+    assert!(matches!(
+        c.github.as_ref().unwrap().key,
+        crate::config::AppKeySource::Kms(_)
+    ));
 
     for (line, expected) in [
         (

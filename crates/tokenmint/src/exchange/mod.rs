@@ -327,7 +327,8 @@ async fn app_signer(
 pub struct Service {
     config: Arc<Config>,
     verifier: Verifier,
-    github: GithubClient,
+    /// `None` only when no broker is configured (an STS-only config).
+    github: Option<GithubClient>,
     audit: AuditLog,
     clock: Arc<dyn Clock>,
     /// The STS-compatible endpoint, when `[[role]]`s are configured.
@@ -343,15 +344,18 @@ impl Service {
     /// Opens the audit store and builds the clients for `config`.
     pub async fn start(config: Arc<Config>, clock: Arc<dyn Clock>) -> Result<Self, StartError> {
         let audit = AuditLog::open(&config.audit.database, &config.audit.chain).await?;
-        let github = GithubClient::new(GithubSettings {
-            api_url: config.github.api_url.clone(),
-            app_id: config.github.app_id.clone(),
-            key: app_signer(&config.github.key, clock.now()).await?,
-            connect_timeout: GITHUB_CONNECT_TIMEOUT,
-            request_timeout: GITHUB_REQUEST_TIMEOUT,
-            max_concurrent_requests: config.github.max_concurrent_requests,
-            max_queue_wait: config.github.max_queue_wait,
-        })?;
+        let github = match &config.github {
+            Some(github) => Some(GithubClient::new(GithubSettings {
+                api_url: github.api_url.clone(),
+                app_id: github.app_id.clone(),
+                key: app_signer(&github.key, clock.now()).await?,
+                connect_timeout: GITHUB_CONNECT_TIMEOUT,
+                request_timeout: GITHUB_REQUEST_TIMEOUT,
+                max_concurrent_requests: github.max_concurrent_requests,
+                max_queue_wait: github.max_queue_wait,
+            })?),
+            None => None,
+        };
         let verifier = Verifier::new(&config.issuers)?;
         let sts = config.sts.enabled().then(|| match &config.sts.key {
             Some(key) => crate::sts::Sts::new(key),
@@ -362,7 +366,10 @@ impl Service {
         });
         let metrics = Metrics::new(MetricSources {
             brokers: config.brokers.keys().map(String::as_str).collect(),
-            github: github.metrics().clone(),
+            github: github
+                .as_ref()
+                .map(|github| github.metrics().clone())
+                .unwrap_or_default(),
             caches: verifier.caches(),
             audit_write: audit.commit_latency(),
         });
@@ -431,9 +438,10 @@ impl Service {
             })
     }
 
-    /// The GitHub client (for its rate-limit view).
-    pub fn github(&self) -> &GithubClient {
-        &self.github
+    /// The GitHub client (for its rate-limit view); `None` when no broker
+    /// is configured.
+    pub fn github(&self) -> Option<&GithubClient> {
+        self.github.as_ref()
     }
 
     /// The clock requests read `now` from.
@@ -503,8 +511,11 @@ impl Service {
                 if let Err(e) = self.audit.append(record).await {
                     // Fail closed: the token must not outlive a missing record.
                     tracing::error!(error = %e, "audit write failed; revoking the minted token");
-                    if let Err(revoke) = self.github.revoke(&minted.token, now).await {
-                        tracing::error!(error = %revoke, "revoking the unaudited token failed; it expires at {}", minted.expires_at);
+                    // A minted token means a broker, and so a GitHub client.
+                    if let Some(github) = &self.github {
+                        if let Err(revoke) = github.revoke(&minted.token, now).await {
+                            tracing::error!(error = %revoke, "revoking the unaudited token failed; it expires at {}", minted.expires_at);
+                        }
                     }
                     return Err(ExchangeError::AuditUnavailable(e));
                 }
@@ -595,9 +606,18 @@ impl Service {
         self.limiter
             .check_broker(&broker.name, tick)
             .map_err(|l| rate_limited(l, &claims, &broker.name))?;
+        // Config load refuses brokers without [github]; fail closed regardless.
+        let Some(github) = self.github.as_ref() else {
+            return Err(ExchangeError::AccessDenied {
+                reason: format!(
+                    "broker {:?} cannot mint: no [github] is configured",
+                    broker.name
+                ),
+            });
+        };
         // While GitHub is rate-limiting the App, minting would be refused
         // anyway: say so now, before a single-use token is used up.
-        if let Some(retry_after) = self.github.throttled_for(now) {
+        if let Some(retry_after) = github.throttled_for(now) {
             return Err(ExchangeError::UpstreamRateLimited { retry_after });
         }
 
@@ -606,8 +626,7 @@ impl Service {
 
         // 5. Mint.
         let github_started = Instant::now();
-        let minted = self
-            .github
+        let minted = github
             .mint(
                 &MintRequest {
                     owner: &broker.owner,
@@ -618,7 +637,7 @@ impl Service {
                 now,
             )
             .await
-            .map_err(|e| self.upstream_error(e, now))?;
+            .map_err(|e| upstream_error(github, e, now))?;
         Ok((broker, minted, github_started.elapsed()))
     }
 
@@ -684,30 +703,26 @@ impl Service {
     }
 }
 
-/// Rate limits and upstream load (steps 2, 3 and 5).
-impl Service {
-    /// Maps a GitHub failure: load and rate-limit refusals become 503s with a
-    /// `Retry-After`, everything else stays an upstream error (502).
-    fn upstream_error(&self, e: GithubError, now: OffsetDateTime) -> ExchangeError {
-        match e {
-            GithubError::Busy { .. } => ExchangeError::UpstreamBusy {
-                retry_after: UPSTREAM_BUSY_RETRY,
-            },
-            GithubError::Throttled { retry_after } => {
-                ExchangeError::UpstreamRateLimited { retry_after }
-            }
-            GithubError::RateLimited { retry_after, .. } => {
-                tracing::warn!(error = %e, "GitHub rate-limited the App; holding off");
-                ExchangeError::UpstreamRateLimited {
-                    retry_after: self
-                        .github
-                        .throttled_for(now)
-                        .or(retry_after)
-                        .unwrap_or(Duration::from_secs(60)),
-                }
-            }
-            other => ExchangeError::Upstream(other),
+/// Maps a failure of `github` (step 5): load and rate-limit refusals become
+/// 503s with a `Retry-After`, everything else stays an upstream error (502).
+fn upstream_error(github: &GithubClient, e: GithubError, now: OffsetDateTime) -> ExchangeError {
+    match e {
+        GithubError::Busy { .. } => ExchangeError::UpstreamBusy {
+            retry_after: UPSTREAM_BUSY_RETRY,
+        },
+        GithubError::Throttled { retry_after } => {
+            ExchangeError::UpstreamRateLimited { retry_after }
         }
+        GithubError::RateLimited { retry_after, .. } => {
+            tracing::warn!(error = %e, "GitHub rate-limited the App; holding off");
+            ExchangeError::UpstreamRateLimited {
+                retry_after: github
+                    .throttled_for(now)
+                    .or(retry_after)
+                    .unwrap_or(Duration::from_secs(60)),
+            }
+        }
+        other => ExchangeError::Upstream(other),
     }
 }
 
