@@ -609,15 +609,20 @@ fn octo_sts_action_request_sequence_works_against_tokenmint_dev() {
     assert_no_secrets(&logs, &[token], &pem);
 }
 
+/// `tokenmint check-config --config PATH`.
+fn check_config(path: &Path) -> Output {
+    bin()
+        .arg("check-config")
+        .arg("--config")
+        .arg(path)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn check_config_accepts_good_and_names_problems() {
     let dev = Dev::start();
-    let out = bin()
-        .arg("check-config")
-        .arg("--config")
-        .arg(dev.config())
-        .output()
-        .unwrap();
+    let out = check_config(&dev.config());
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
         text(&out.stdout).contains("broker widgets-read -> acme/widgets"),
@@ -655,12 +660,7 @@ fn check_config_accepts_good_and_names_problems() {
         format!("{good}\n[[role]]\narn = \"arn:aws:iam::123456789012:role/ci/deployer\"\ntrust_policy_file = \"role-trust.json\"\nmax_session_duration = 7200\n"),
     )
     .unwrap();
-    let out = bin()
-        .arg("check-config")
-        .arg("--config")
-        .arg(&with_role)
-        .output()
-        .unwrap();
+    let out = check_config(&with_role);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
         text(&out.stdout)
@@ -677,12 +677,7 @@ fn check_config_accepts_good_and_names_problems() {
         good.replace("issues = \"write\"", "issues = \"admin\""),
     )
     .unwrap();
-    let out = bin()
-        .arg("check-config")
-        .arg("--config")
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let out = check_config(&bad);
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
     assert!(
@@ -912,12 +907,7 @@ fn an_sts_only_config_serves_sts_without_a_github_app() {
     let config_path = dev.dir.path().join("sts-only.toml");
     std::fs::write(&config_path, &config).unwrap();
 
-    let out = bin()
-        .arg("check-config")
-        .arg("--config")
-        .arg(&config_path)
-        .output()
-        .unwrap();
+    let out = check_config(&config_path);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
         text(&out.stdout).contains("OK (1 issuer(s), 0 broker(s))"),
