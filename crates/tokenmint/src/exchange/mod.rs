@@ -494,7 +494,7 @@ impl Service {
 
         let outcome = self.decide(req, now, &mut record).await;
         match outcome {
-            Ok((broker, minted, github)) => {
+            Ok((broker, client, minted, github)) => {
                 let token_sha256 = minted.token.sha256_hex();
                 record.decision = AuditDecision::Allow;
                 record.status = 200;
@@ -511,11 +511,8 @@ impl Service {
                 if let Err(e) = self.audit.append(record).await {
                     // Fail closed: the token must not outlive a missing record.
                     tracing::error!(error = %e, "audit write failed; revoking the minted token");
-                    // A minted token means a broker, and so a GitHub client.
-                    if let Some(github) = &self.github {
-                        if let Err(revoke) = github.revoke(&minted.token, now).await {
-                            tracing::error!(error = %revoke, "revoking the unaudited token failed; it expires at {}", minted.expires_at);
-                        }
+                    if let Err(revoke) = client.revoke(&minted.token, now).await {
+                        tracing::error!(error = %revoke, "revoking the unaudited token failed; it expires at {}", minted.expires_at);
                     }
                     return Err(ExchangeError::AuditUnavailable(e));
                 }
@@ -561,12 +558,22 @@ impl Service {
         }
     }
 
+    /// Steps 1–5: the broker, the GitHub client that minted (to revoke the
+    /// token with, should its audit row fail), the token, and GitHub's time.
     async fn decide(
         &self,
         req: &ExchangeRequest,
         now: OffsetDateTime,
         record: &mut AuditRecord,
-    ) -> Result<(Arc<Broker>, crate::github::MintedToken, Duration), ExchangeError> {
+    ) -> Result<
+        (
+            Arc<Broker>,
+            &GithubClient,
+            crate::github::MintedToken,
+            Duration,
+        ),
+        ExchangeError,
+    > {
         // 1. Request shape.
         let octo_sts_scopes = match &req.octo_sts_scopes {
             None => None,
@@ -638,7 +645,7 @@ impl Service {
             )
             .await
             .map_err(|e| upstream_error(github, e, now))?;
-        Ok((broker, minted, github_started.elapsed()))
+        Ok((broker, github, minted, github_started.elapsed()))
     }
 
     fn authorize(
