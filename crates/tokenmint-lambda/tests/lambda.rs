@@ -87,29 +87,39 @@ impl Moto {
 
     /// `PutParameter` over moto's awsJson API (moto does not check signatures).
     async fn put(&self, name: &str, value: &str, secure: bool) {
+        self.ssm(
+            "PutParameter",
+            json!({
+                "Name": name,
+                "Value": value,
+                "Type": if secure { "SecureString" } else { "String" },
+                "Overwrite": true
+            }),
+        )
+        .await;
+    }
+
+    async fn delete(&self, name: &str) {
+        self.ssm("DeleteParameter", json!({ "Name": name })).await;
+    }
+
+    /// One SSM API call to moto, which must succeed.
+    async fn ssm(&self, action: &str, body: Value) {
         let resp = reqwest::Client::new()
             .post(&self.url)
             .header("content-type", "application/x-amz-json-1.1")
-            .header("x-amz-target", "AmazonSSM.PutParameter")
+            .header("x-amz-target", format!("AmazonSSM.{action}"))
             .header(
                 "authorization",
                 "AWS4-HMAC-SHA256 Credential=AKIDTEST/20260101/us-east-1/ssm/aws4_request, SignedHeaders=host, Signature=00",
             )
-            .body(
-                json!({
-                    "Name": name,
-                    "Value": value,
-                    "Type": if secure { "SecureString" } else { "String" },
-                    "Overwrite": true
-                })
-                .to_string(),
-            )
+            .body(body.to_string())
             .send()
             .await
             .unwrap();
         assert!(
             resp.status().is_success(),
-            "PutParameter {name}: {}",
+            "{action} {body}: {}",
             resp.status()
         );
     }
@@ -775,9 +785,9 @@ async fn kms_signs_the_app_jwt_and_no_pem_is_needed() {
     );
 }
 
-/// `tokenmint serve` key custody: `[github] private_key_ssm` (read once at
-/// start) and `[github] kms_key_id` (every App JWT signed by KMS) each mint
-/// through the shared router.
+/// `tokenmint serve` key custody: `[github] private_key_ssm` and `[github]
+/// kms_key_id` (every App JWT signed by KMS) each mint through the shared
+/// router.
 #[tokio::test]
 async fn serve_reads_the_app_key_from_ssm_or_signs_with_kms() {
     use base64::Engine as _;
@@ -887,6 +897,83 @@ repository_owner_id = "987654321"
         assert_eq!(response.status(), 200, "{key_line}");
         assert_eq!(github.issued_tokens().len(), 1, "{key_line}");
     }
+}
+
+/// `tokenmint serve` with `[github] private_key_ssm`: a key rotated in SSM
+/// signs the App JWTs signed a minute or more after the last read, and a
+/// failed re-read (a deleted parameter, a value that is not a key) keeps the
+/// key read before. PKCS#1 v1.5 signatures are deterministic, so each App JWT
+/// names the key that signed it.
+#[tokio::test]
+async fn serve_re_reads_a_rotated_app_key_from_ssm_and_keeps_the_last_good_one() {
+    use tokenmint::aws::ssm::SsmClient;
+    use tokenmint::aws::AwsEnv;
+    use tokenmint::clock::{Clock as _, SystemClock};
+    use tokenmint::github::{AppSigner, SsmAppKey, SSM_KEY_REFRESH};
+
+    let world = World::start().await;
+    let name = "/rotate/private-key-pem";
+    let (old, old_pem) = RsaSigningKey::generate_pem().unwrap();
+    let (new, new_pem) = RsaSigningKey::generate_pem().unwrap();
+    world.moto.put(name, &old_pem, true).await;
+    let moto_url = world.moto.url.clone();
+    let env = AwsEnv::from_env(|var: &str| match var {
+        "AWS_REGION" => Some("us-east-1".to_owned()),
+        "AWS_ACCESS_KEY_ID" => Some("AKIDTEST".to_owned()),
+        "AWS_SECRET_ACCESS_KEY" => Some("aws-secret".to_owned()),
+        "AWS_ENDPOINT_URL" => Some(moto_url.clone()),
+        _ => None,
+    })
+    .unwrap();
+    let ssm = SsmClient::new(env, Duration::from_secs(5)).unwrap();
+    let t0 = SystemClock.now();
+    let signer = AppSigner::Ssm(Arc::new(
+        SsmAppKey::load(ssm, name.to_owned(), t0).await.unwrap(),
+    ));
+    let claims = json!({"iss": CLIENT_ID});
+    let signed_by = |key: &RsaSigningKey| key.sign_jwt(&claims, false).unwrap();
+    let at = |secs: i64| t0 + time::Duration::seconds(secs);
+    let refresh = SSM_KEY_REFRESH.whole_seconds();
+
+    assert_eq!(signer.sign_jwt(&claims, t0).await.unwrap(), signed_by(&old));
+    world.moto.put(name, &new_pem, true).await;
+    // Within the minute: the key read at start.
+    assert_eq!(
+        signer.sign_jwt(&claims, at(refresh - 1)).await.unwrap(),
+        signed_by(&old)
+    );
+    // A minute on: read again, and the rotated key signs.
+    assert_eq!(
+        signer.sign_jwt(&claims, at(refresh)).await.unwrap(),
+        signed_by(&new)
+    );
+    // A value that is no key: the last good key signs.
+    world.moto.put(name, "not a PEM key", true).await;
+    assert_eq!(
+        signer.sign_jwt(&claims, at(2 * refresh)).await.unwrap(),
+        signed_by(&new)
+    );
+    // A failed read also waits a minute before the next: not read again yet.
+    world.moto.put(name, &old_pem, true).await;
+    assert_eq!(
+        signer.sign_jwt(&claims, at(2 * refresh + 1)).await.unwrap(),
+        signed_by(&new)
+    );
+    // The parameter gone: the last good key signs.
+    world.moto.delete(name).await;
+    assert_eq!(
+        signer.sign_jwt(&claims, at(3 * refresh + 1)).await.unwrap(),
+        signed_by(&new)
+    );
+    // Put back, the next due read picks it up.
+    world.moto.put(name, &old_pem, true).await;
+    assert_eq!(
+        signer.sign_jwt(&claims, at(4 * refresh + 1)).await.unwrap(),
+        signed_by(&old)
+    );
+    // A clock that moved back makes a read due.
+    world.moto.put(name, &new_pem, true).await;
+    assert_eq!(signer.sign_jwt(&claims, t0).await.unwrap(), signed_by(&new));
 }
 
 /// Our SigV4 signature of an SSM request equals botocore's (the AWS SDK for

@@ -242,7 +242,7 @@ pub struct LimitsConfig {
 pub enum AppKeySource {
     /// A PEM from a file or an environment variable, already parsed.
     Pem(RsaSigningKey),
-    /// A SecureString parameter, read (with decryption) when the service starts.
+    /// A SecureString parameter, read (with decryption) when the service starts and re-read as it rotates ([`crate::github::SsmAppKey`]).
     Ssm {
         /// The literal parameter name.
         parameter: String,

@@ -274,50 +274,27 @@ pub enum StartError {
     /// The HTTP client for issuers could not be built.
     #[error("build the issuer HTTP client: {0}")]
     Oidc(#[from] crate::oidc::FetchError),
-    /// `[github] private_key_ssm` could not be read.
-    #[error("read the GitHub App private key from SSM: {0}")]
-    AppKeySsm(#[source] crate::aws::AwsError),
-    /// `[github] private_key_ssm` is missing, empty, or not an RSA key.
-    #[error("[github] private_key_ssm {parameter}: {reason}")]
-    AppKeyParameter {
-        /// The parameter name.
-        parameter: String,
-        /// What is wrong and what to do.
-        reason: String,
-    },
+    /// `[github] private_key_ssm` could not be read, or holds no RSA key.
+    #[error(transparent)]
+    AppKeySsm(#[from] crate::github::SsmKeyError),
 }
 
 /// The App's signer for `source`: a PEM already parsed, a SecureString read
-/// now (once, at start), or a KMS key.
+/// now (and again as it rotates), or a KMS key.
 async fn app_signer(
     source: &crate::config::AppKeySource,
     now: time::OffsetDateTime,
 ) -> Result<crate::github::AppSigner, StartError> {
     use crate::config::AppKeySource;
-    use secrecy::ExposeSecret as _;
+    use crate::github::{AppSigner, SsmAppKey, SsmKeyError};
     match source {
         AppKeySource::Pem(key) => Ok(key.clone().into()),
-        AppKeySource::Kms(signer) => Ok(crate::github::AppSigner::Kms(signer.clone())),
+        AppKeySource::Kms(signer) => Ok(AppSigner::Kms(signer.clone())),
         AppKeySource::Ssm { parameter, aws } => {
             let ssm = crate::aws::ssm::SsmClient::new((**aws).clone(), GITHUB_CONNECT_TIMEOUT)
-                .map_err(StartError::AppKeySsm)?;
-            let reply = ssm
-                .get_parameters(&[parameter.as_str()], now)
-                .await
-                .map_err(StartError::AppKeySsm)?;
-            let err = |reason: String| StartError::AppKeyParameter {
-                parameter: parameter.clone(),
-                reason,
-            };
-            let value = reply
-                .found
-                .iter()
-                .find(|p| &p.name == parameter)
-                .filter(|p| !p.value.expose_secret().trim().is_empty())
-                .ok_or_else(|| err("the parameter is missing or empty (or this role may not read it); store the App's PEM key there as a SecureString".into()))?;
-            let key = crate::keys::RsaSigningKey::from_pem(value.value.expose_secret().as_bytes())
-                .map_err(|e| err(e.to_string()))?;
-            Ok(key.into())
+                .map_err(SsmKeyError::Read)?;
+            let key = SsmAppKey::load(ssm, parameter.clone(), now).await?;
+            Ok(AppSigner::Ssm(Arc::new(key)))
         }
     }
 }

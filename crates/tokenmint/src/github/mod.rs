@@ -9,4 +9,4 @@ pub use client::{
     Rejection,
 };
 pub use permissions::{Level, PermissionError, Permissions};
-pub use signer::{AppSigner, SignError};
+pub use signer::{AppSigner, SignError, SsmAppKey, SsmKeyError, SSM_KEY_REFRESH};
