@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use tokenmint::audit::{AuditLog, Decision, ListFilter};
+use tokenmint::audit::{AuditLog, Decision, ListFilter, PruneOutcome};
 use tokenmint::client::{self, IdTokenSource, OutputTarget};
 use tokenmint::clock::{Clock as _, SystemClock};
 use tokenmint::config::Config;
@@ -168,6 +168,21 @@ enum AuditCommand {
     Verify(ConfigArg),
     /// Show audit rows, newest last.
     List(ListArgs),
+    /// Delete rows recorded before a time, keeping each chain verifiable
+    /// (refuses if the log does not verify).
+    Prune(PruneArgs),
+}
+
+#[derive(Debug, Args)]
+struct PruneArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Delete rows recorded before this RFC 3339 time, e.g. 2026-01-01T00:00:00Z.
+    #[arg(long)]
+    before: String,
+    /// Count what would be deleted; change nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -327,11 +342,15 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 writeln!(out, "audit store holds no rows")?;
             }
             for chain in &report.chains {
-                writeln!(
+                write!(
                     out,
                     "chain {}: {} row(s), head #{} {}",
                     chain.chain_id, chain.rows, chain.head_seq, chain.head_hash
                 )?;
+                if chain.pruned_through > 0 {
+                    write!(out, ", pruned through #{}", chain.pruned_through)?;
+                }
+                writeln!(out)?;
             }
             if report.problems.is_empty() {
                 writeln!(out, "audit log OK")?;
@@ -344,6 +363,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Audit(AuditCommand::List(args)) => list(args).await,
+        Command::Audit(AuditCommand::Prune(args)) => prune(args).await,
         Command::Policy(PolicyCommand::Explain(args)) => explain(args).await,
         Command::Policy(PolicyCommand::Lint(args)) => lint(args),
     }
@@ -463,6 +483,62 @@ async fn exchange(args: ExchangeArgs) -> anyhow::Result<ExitCode> {
         response.expires_at,
         response.request_id
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn prune(args: PruneArgs) -> anyhow::Result<ExitCode> {
+    let config = Config::load(&args.config.config)?;
+    let before =
+        time::OffsetDateTime::parse(&args.before, &time::format_description::well_known::Rfc3339)
+            .context("--before must be an RFC 3339 time, e.g. 2026-01-01T00:00:00Z")?;
+    let now = SystemClock.now();
+    if before > now {
+        anyhow::bail!(
+            "--before {} is in the future; give a past time",
+            args.before
+        );
+    }
+    let outcome = AuditLog::prune(&config.audit.database, before, now, args.dry_run).await?;
+    let mut out = std::io::stdout().lock();
+    let chains = match outcome {
+        PruneOutcome::Refused(report) => {
+            for p in &report.problems {
+                writeln!(out, "TAMPERED: {p}")?;
+            }
+            writeln!(
+                out,
+                "nothing pruned: the audit log does not verify, and pruning would delete the evidence"
+            )?;
+            return Ok(ExitCode::from(1));
+        }
+        PruneOutcome::Pruned(chains) => chains,
+    };
+    if chains.is_empty() {
+        writeln!(out, "audit store holds no rows")?;
+    }
+    for c in &chains {
+        if args.dry_run {
+            writeln!(
+                out,
+                "chain {}: would prune {} row(s) recorded before {}",
+                c.chain_id, c.rows, args.before
+            )?;
+        } else if c.pruned_through == 0 {
+            writeln!(out, "chain {}: nothing to prune", c.chain_id)?;
+        } else {
+            writeln!(
+                out,
+                "chain {}: pruned {} row(s); it now starts after #{}, anchor {}",
+                c.chain_id, c.rows, c.pruned_through, c.anchor_hash
+            )?;
+        }
+    }
+    if !args.dry_run && chains.iter().any(|c| c.rows > 0) {
+        writeln!(
+            out,
+            "record each anchor with the chain heads you keep outside the database"
+        )?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -352,6 +352,88 @@ fn audit_verify_names_a_tampered_row() {
     dev.stop();
 }
 
+/// `audit prune` on a store `tokenmint dev` is writing: a dry run, the prune,
+/// an exchange after it, `verify` on what is left, and a refusal once the
+/// log no longer verifies.
+#[test]
+fn audit_prune_keeps_the_log_verifiable_while_the_service_writes() {
+    let dev = Dev::start();
+    for _ in 0..4 {
+        assert!(dev.exchange("widgets-read", &[]).status.success());
+    }
+    // A cutoff after all four rows, in whole seconds.
+    std::thread::sleep(Duration::from_millis(1100));
+    let rfc3339 = |unix: i64| {
+        time::OffsetDateTime::from_unix_timestamp(unix)
+            .unwrap()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    let before = rfc3339(unix_now());
+
+    // A usage error (2), not a refusal (1).
+    let out = dev.audit(&["prune", "--before", &rfc3339(unix_now() + 3600)]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("is in the future"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = dev.audit(&["prune", "--before", &before, "--dry-run"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("chain main: would prune 3 row(s)"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // The last row stays: the running writer continues from it.
+    let out = dev.audit(&["prune", "--before", &before]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("chain main: pruned 3 row(s); it now starts after #3, anchor "),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(dev.exchange("widgets-read", &[]).status.success());
+    let out = dev.audit(&["verify"]);
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("chain main: 2 row(s), head #5 ")
+            && text(&out.stdout).contains(", pruned through #3"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // Without its anchor the log no longer verifies, and prune refuses.
+    let db = format!(
+        "sqlite://{}",
+        dev.dir.path().join("tokenmint-audit.db").display()
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use sqlx::Connection as _;
+        let mut conn = sqlx::SqliteConnection::connect(&db).await.unwrap();
+        sqlx::query("DELETE FROM audit_anchor")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    });
+    let out = dev.audit(&["prune", "--before", &before]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("TAMPERED: rows main#1..main#3 are missing")
+            && text(&out.stdout).contains("nothing pruned"),
+        "{}",
+        text(&out.stdout)
+    );
+    dev.stop();
+}
+
 #[test]
 fn audit_verify_reports_a_deleted_store_and_does_not_recreate_it() {
     let mut dev = Dev::start();

@@ -87,6 +87,7 @@
 
 mod chain;
 mod error;
+mod prune;
 mod record;
 mod replay;
 mod sqlite;
@@ -99,6 +100,7 @@ mod tests;
 
 pub use chain::GENESIS_HASH;
 pub use error::AuditError;
+pub use prune::{PruneOutcome, PrunedChain};
 pub use record::{token_sha256, AuditClaims, AuditGrant, AuditRecord, Decision};
 pub use replay::{JtiClaim, PRUNE_INTERVAL};
 pub use verify::{ChainSummary, Problem, ProblemKind, VerifyReport};
@@ -207,6 +209,8 @@ struct Inner {
     chain_id: String,
     /// The URL for messages, password redacted.
     url: String,
+    /// Which database the store is.
+    backend: store::Backend,
     /// Feeds the writer task.
     jobs: mpsc::Sender<Job>,
     /// The writer, shared with the writer task; an idle append takes it to
@@ -310,6 +314,7 @@ impl AuditLog {
                 pool,
                 chain_id: chain_id.to_owned(),
                 url: url.redacted,
+                backend: url.backend,
                 jobs: tx,
                 writer,
                 commits_in_caller,
@@ -320,6 +325,23 @@ impl AuditLog {
                 commit_latency,
             }),
         })
+    }
+
+    /// Deletes, in every chain of the existing store at `url`, the rows
+    /// recorded before `before`, keeping each chain's last row and an anchor
+    /// (the last deleted row's `seq` and hash) so that the rest still
+    /// verifies. Refuses, deleting nothing, when the store does not verify.
+    /// With `dry_run`, only counts. Safe while `tokenmint serve` writes to
+    /// the store: rows go in small steps, and writers only ever need a
+    /// chain's last row. `now` is recorded with each anchor.
+    pub async fn prune(
+        url: &str,
+        before: OffsetDateTime,
+        now: OffsetDateTime,
+        dry_run: bool,
+    ) -> Result<PruneOutcome, AuditError> {
+        let timeout = AuditOptions::default().append_timeout;
+        prune::prune(url, before, now, dry_run, timeout).await
     }
 
     /// Opens an existing store at `url` for reading only, with default
@@ -352,6 +374,7 @@ impl AuditLog {
         Ok(AuditReader {
             pool,
             url: url.redacted,
+            backend: url.backend,
             options,
         })
     }
@@ -427,6 +450,7 @@ impl AuditLog {
             .clone();
         let source = verify::Source {
             pool: &self.inner.pool,
+            backend: self.inner.backend,
             url: &self.inner.url,
             query_timeout: self.inner.options.append_timeout,
         };
@@ -519,6 +543,8 @@ pub struct AuditReader {
     pool: AnyPool,
     /// The URL for messages, password redacted.
     url: String,
+    /// Which database the store is.
+    backend: store::Backend,
     /// Time limits.
     options: AuditOptions,
 }
@@ -539,6 +565,7 @@ impl AuditReader {
     pub async fn verify(&self) -> Result<VerifyReport, AuditError> {
         let source = verify::Source {
             pool: &self.pool,
+            backend: self.backend,
             url: &self.url,
             query_timeout: self.options.append_timeout,
         };

@@ -7,6 +7,7 @@
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyConnection, AnyPool, Connection as _, Row};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -66,6 +67,16 @@ pub(crate) const SCHEMA: &[&str] = &[
         PRIMARY KEY (issuer, jti)
     )",
     "CREATE INDEX IF NOT EXISTS used_jti_expires ON used_jti (expires_us)",
+    // Where each pruned chain now starts (`tokenmint audit prune`): `seq` is
+    // the last row deleted and `hash` its hash, which the chain's first
+    // remaining row links to. Added without a version bump: builds before it
+    // never read it, so they can still open a store that has it.
+    "CREATE TABLE IF NOT EXISTS audit_anchor (
+        chain_id TEXT NOT NULL PRIMARY KEY,
+        seq BIGINT NOT NULL CHECK (seq >= 1),
+        hash TEXT NOT NULL,
+        pruned_at_us BIGINT NOT NULL
+    )",
     "INSERT INTO audit_schema (id, version) VALUES (1, 2) ON CONFLICT (id) DO NOTHING",
     // Upgrade a version-1 store (never downgrade a newer one: that is refused later).
     "UPDATE audit_schema SET version = 2 WHERE id = 1 AND version < 2",
@@ -384,22 +395,10 @@ pub(crate) async fn connect_read_only(url: &StoreUrl) -> Result<AnyPool, AuditEr
         }
     }
     let pool = open_pool(url).await?;
-    let exists = match url.backend {
-        Backend::Sqlite => {
-            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'audit_log'"
-        }
-        Backend::Postgres => {
-            "SELECT CAST(CASE WHEN to_regclass('audit_log') IS NULL THEN 0 ELSE 1 END AS BIGINT)"
-        }
-    };
-    let row = sqlx::query(exists)
-        .fetch_one(&pool)
+    let found = table_exists(&pool, url.backend, "audit_log")
         .await
         .map_err(open_err(url, "look for the audit_log table"))?;
-    let found: i64 = row
-        .try_get(0)
-        .map_err(open_err(url, "look for the audit_log table"))?;
-    if found == 0 {
+    if !found {
         pool.close().await;
         return Err(AuditError::NotInitialized {
             url: url.redacted.clone(),
@@ -407,6 +406,22 @@ pub(crate) async fn connect_read_only(url: &StoreUrl) -> Result<AnyPool, AuditEr
     }
     check_schema_version(&pool, url).await?;
     Ok(pool)
+}
+
+/// Whether the store has a table named `name`.
+async fn table_exists(pool: &AnyPool, backend: Backend, name: &str) -> Result<bool, sqlx::Error> {
+    let sql = match backend {
+        Backend::Sqlite => "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = $1",
+        Backend::Postgres => {
+            "SELECT CAST(CASE WHEN to_regclass($1) IS NULL THEN 0 ELSE 1 END AS BIGINT)"
+        }
+    };
+    let found: i64 = sqlx::query(sql)
+        .bind(name)
+        .fetch_one(pool)
+        .await?
+        .try_get(0)?;
+    Ok(found != 0)
 }
 
 /// Connects, applies the schema and checks its version.
@@ -735,6 +750,127 @@ pub(crate) async fn chain_ids(pool: &AnyPool) -> Result<Vec<String>, sqlx::Error
         .fetch_all(pool)
         .await?;
     rows.iter().map(|r| r.try_get::<String, _>(0)).collect()
+}
+
+/// Where a pruned chain now starts: the last row deleted and its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Anchor {
+    /// The last pruned row's `seq`; the chain's rows start after it.
+    pub(crate) seq: u64,
+    /// That row's hash: the first remaining row's `prev_hash`.
+    pub(crate) hash: String,
+}
+
+/// Every pruned chain's anchor. A store only ever written by builds that
+/// could not prune has no `audit_anchor` table, and so no anchors.
+pub(crate) async fn anchors(
+    pool: &AnyPool,
+    backend: Backend,
+) -> Result<BTreeMap<String, Anchor>, sqlx::Error> {
+    if !table_exists(pool, backend, "audit_anchor").await? {
+        return Ok(BTreeMap::new());
+    }
+    let rows = sqlx::query("SELECT chain_id, seq, hash FROM audit_anchor")
+        .fetch_all(pool)
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let anchor = Anchor {
+                seq: seq_from_db(r.try_get("seq")?)?,
+                hash: r.try_get("hash")?,
+            };
+            Ok((r.try_get("chain_id")?, anchor))
+        })
+        .collect()
+}
+
+/// The last row of `chain_id` a prune may delete: the row before its first
+/// row at or after `cutoff_us`, at most `max_rows` past `start` (the current
+/// anchor's `seq`, 0 if none), and never the chain's last row, which writers
+/// continue from. `None` when no row is left to prune.
+pub(crate) async fn prune_through(
+    pool: &AnyPool,
+    chain_id: &str,
+    start: u64,
+    cutoff_us: i64,
+    max_rows: u64,
+) -> Result<Option<u64>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT MAX(seq) AS head,
+                MIN(CASE WHEN time_us >= $2 THEN seq END) AS first_kept
+         FROM audit_log WHERE chain_id = $1 AND seq > $3",
+    )
+    .bind(chain_id)
+    .bind(cutoff_us)
+    .bind(seq_to_db(start)?)
+    .fetch_one(pool)
+    .await?;
+    let Some(head) = row.try_get::<Option<i64>, _>("head")? else {
+        return Ok(None);
+    };
+    let head = seq_from_db(head)?;
+    let first_kept = match row.try_get::<Option<i64>, _>("first_kept")? {
+        Some(seq) => seq_from_db(seq)?,
+        None => head + 1,
+    };
+    let through = (first_kept - 1)
+        .min(head - 1)
+        .min(start.saturating_add(max_rows));
+    Ok((through > start).then_some(through))
+}
+
+/// Moves `chain_id`'s anchor to row `through` (which must exist), then
+/// deletes the rows up to it; returns how many were deleted. Each statement
+/// is atomic on its own, and the order keeps a crash between them harmless:
+/// rows at or before an anchor are never read, and the next prune deletes
+/// them.
+pub(crate) async fn prune_to(
+    pool: &AnyPool,
+    chain_id: &str,
+    through: u64,
+    now_us: i64,
+) -> Result<(Anchor, u64), sqlx::Error> {
+    let seq = seq_to_db(through)?;
+    let hash: String = sqlx::query("SELECT hash FROM audit_log WHERE chain_id = $1 AND seq = $2")
+        .bind(chain_id)
+        .bind(seq)
+        .fetch_optional(pool)
+        .await?
+        .ok_or_else(|| {
+            sqlx::Error::Protocol(format!(
+                "row {chain_id}#{through} is missing; run `tokenmint audit verify`"
+            ))
+        })?
+        .try_get(0)?;
+    sqlx::query(
+        "INSERT INTO audit_anchor (chain_id, seq, hash, pruned_at_us) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (chain_id) DO UPDATE
+         SET seq = excluded.seq, hash = excluded.hash, pruned_at_us = excluded.pruned_at_us",
+    )
+    .bind(chain_id)
+    .bind(seq)
+    .bind(&hash)
+    .bind(now_us)
+    .execute(pool)
+    .await?;
+    let deleted = delete_through(pool, chain_id, through).await?;
+    Ok((Anchor { seq: through, hash }, deleted))
+}
+
+/// Deletes `chain_id`'s rows up to `through`; returns how many.
+pub(crate) async fn delete_through(
+    pool: &AnyPool,
+    chain_id: &str,
+    through: u64,
+) -> Result<u64, sqlx::Error> {
+    Ok(
+        sqlx::query("DELETE FROM audit_log WHERE chain_id = $1 AND seq <= $2")
+            .bind(chain_id)
+            .bind(seq_to_db(through)?)
+            .execute(pool)
+            .await?
+            .rows_affected(),
+    )
 }
 
 /// A row exactly as stored, for verification.

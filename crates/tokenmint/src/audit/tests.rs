@@ -162,6 +162,7 @@ async fn append_and_verify_clean(db: &TestDb) {
             rows: 10,
             head_seq: 10,
             head_hash: receipts[9].hash.clone(),
+            pruned_through: 0,
         }]
     );
 
@@ -826,6 +827,7 @@ async fn read_only_handle_verifies_and_lists(db: &TestDb) {
             rows: 9,
             head_seq: 9,
             head_hash: receipts[8].hash.clone(),
+            pruned_through: 0,
         }]
     );
     let denies = reader
@@ -1701,4 +1703,242 @@ async fn a_postgres_connection_killed_between_batches_fails_no_append() {
     raw.close().await;
     drop(log);
     db.cleanup().await;
+}
+
+// ------------------------------------------------------------ retention
+
+/// When prunes in these tests say they ran.
+const PRUNED_AT: OffsetDateTime = datetime!(2026-01-01 00:00:00 UTC);
+
+fn pruned(chain_id: &str, rows: u64, pruned_through: u64, anchor_hash: &str) -> PruneOutcome {
+    PruneOutcome::Pruned(vec![PrunedChain {
+        chain_id: chain_id.into(),
+        rows,
+        pruned_through,
+        anchor_hash: anchor_hash.into(),
+    }])
+}
+
+async fn audit_rows(raw: &AnyPool) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM audit_log")
+        .fetch_one(raw)
+        .await
+        .unwrap()
+}
+
+scenario!(prune_keeps_what_remains_verifiable_and_writers_going);
+async fn prune_keeps_what_remains_verifiable_and_writers_going(db: &TestDb) {
+    let log = db.open().await;
+    // Row i is recorded at at(i).
+    let receipts = append_n(&log, 10).await;
+    let raw = db.raw().await;
+
+    // A dry run counts rows 1..=7 and deletes nothing.
+    let outcome = AuditLog::prune(&db.url, at(8), PRUNED_AT, true).await;
+    assert_eq!(outcome.unwrap(), pruned("main", 7, 0, GENESIS_HASH));
+    assert_eq!(audit_rows(&raw).await, 10);
+
+    // Rows recorded before at(8) go (in steps of 3); the anchor is row 7.
+    let outcome = AuditLog::prune(&db.url, at(8), PRUNED_AT, false).await;
+    assert_eq!(outcome.unwrap(), pruned("main", 7, 7, &receipts[6].hash));
+    assert_eq!(audit_rows(&raw).await, 3);
+    let report = log.verify().await.unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
+    assert_eq!(
+        report.chains,
+        vec![ChainSummary {
+            chain_id: "main".into(),
+            rows: 3,
+            head_seq: 10,
+            head_hash: receipts[9].hash.clone(),
+            pruned_through: 7,
+        }]
+    );
+
+    // The writer goes on from its head; a reader without it agrees.
+    let next = log
+        .append(rec(11, "deploy", Decision::Allow))
+        .await
+        .unwrap();
+    assert_eq!(next.seq, 11);
+    let reader = AuditLog::open_read_only(&db.url).await.unwrap();
+    let report = reader.verify().await.unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
+    assert_eq!(
+        (report.chains[0].rows, report.chains[0].pruned_through),
+        (4, 7)
+    );
+
+    // Nothing older left: nothing changes.
+    let outcome = AuditLog::prune(&db.url, at(8), PRUNED_AT, false).await;
+    assert_eq!(outcome.unwrap(), pruned("main", 0, 7, &receipts[6].hash));
+
+    // A cutoff after every row still keeps the last one.
+    let outcome = AuditLog::prune(&db.url, at(100), PRUNED_AT, false).await;
+    assert_eq!(outcome.unwrap(), pruned("main", 3, 10, &receipts[9].hash));
+    let report = reader.verify().await.unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
+    assert_eq!(report.chains[0].rows, 1);
+    assert_eq!(report.chains[0].head_hash, next.hash);
+}
+
+scenario!(tampering_with_a_pruned_chain_is_named);
+async fn tampering_with_a_pruned_chain_is_named(db: &TestDb) {
+    let log = db.open().await;
+    let receipts = append_n(&log, 8).await;
+    let outcome = AuditLog::prune(&db.url, at(5), PRUNED_AT, false).await;
+    assert_eq!(outcome.unwrap(), pruned("main", 4, 4, &receipts[3].hash));
+    let raw = db.raw().await;
+    let reader = AuditLog::open_read_only(&db.url).await.unwrap();
+    let exec = |sql: &'static str| {
+        let raw = raw.clone();
+        async move { sqlx::query(sql).execute(&raw).await.unwrap() }
+    };
+
+    // An edited anchor breaks the first remaining row's link.
+    exec("UPDATE audit_anchor SET hash = 'forged' WHERE chain_id = 'main'").await;
+    let report = reader.verify().await.unwrap();
+    assert_eq!(kinds(&report), vec![(5, ProblemKind::BrokenLink)]);
+    assert!(
+        report.problems[0]
+            .message
+            .contains("the prune anchor main#4"),
+        "{}",
+        report.problems[0]
+    );
+
+    // Without the anchor, the pruned rows show as missing again.
+    exec("DELETE FROM audit_anchor").await;
+    let report = reader.verify().await.unwrap();
+    assert_eq!(
+        kinds(&report),
+        vec![(1, ProblemKind::Missing), (5, ProblemKind::BrokenLink)]
+    );
+
+    // An anchor whose chain lost every row (a prune keeps the last) is named.
+    sqlx::query(
+        "INSERT INTO audit_anchor (chain_id, seq, hash, pruned_at_us) VALUES ('main', 4, $1, 0)",
+    )
+    .bind(&receipts[3].hash)
+    .execute(&raw)
+    .await
+    .unwrap();
+    assert!(reader.verify().await.unwrap().is_clean());
+    exec("DELETE FROM audit_log").await;
+    let report = reader.verify().await.unwrap();
+    assert_eq!(kinds(&report), vec![(5, ProblemKind::Truncated)]);
+    drop(log);
+}
+
+scenario!(prune_refuses_a_store_that_does_not_verify);
+async fn prune_refuses_a_store_that_does_not_verify(db: &TestDb) {
+    let log = db.open().await;
+    append_n(&log, 6).await;
+    let raw = db.raw().await;
+    sqlx::query("UPDATE audit_log SET broker = 'other' WHERE chain_id = 'main' AND seq = 2")
+        .execute(&raw)
+        .await
+        .unwrap();
+    let outcome = AuditLog::prune(&db.url, at(100), PRUNED_AT, false)
+        .await
+        .unwrap();
+    let PruneOutcome::Refused(report) = outcome else {
+        panic!("pruned a tampered store: {outcome:?}");
+    };
+    assert_eq!(kinds(&report), vec![(2, ProblemKind::ColumnMismatch)]);
+    assert_eq!(audit_rows(&raw).await, 6, "nothing may be deleted");
+    drop(log);
+}
+
+scenario!(a_store_without_the_anchor_table_verifies_and_prunes);
+async fn a_store_without_the_anchor_table_verifies_and_prunes(db: &TestDb) {
+    // As a build from before `audit prune` leaves it.
+    let log = db.open().await;
+    let receipts = append_n(&log, 3).await;
+    let raw = db.raw().await;
+    sqlx::query("DROP TABLE audit_anchor")
+        .execute(&raw)
+        .await
+        .unwrap();
+    let reader = AuditLog::open_read_only(&db.url).await.unwrap();
+    let report = reader.verify().await.unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
+    // Pruning creates the table.
+    let outcome = AuditLog::prune(&db.url, at(2), PRUNED_AT, false).await;
+    assert_eq!(outcome.unwrap(), pruned("main", 1, 1, &receipts[0].hash));
+    assert!(reader.verify().await.unwrap().is_clean());
+    drop(log);
+}
+
+#[tokio::test]
+async fn prune_of_a_missing_sqlite_file_fails_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gone.db");
+    let url = format!("sqlite://{}", path.display());
+    let err = AuditLog::prune(&url, at(0), PRUNED_AT, false)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AuditError::Missing { .. }), "{err:?}");
+    assert!(!path.exists());
+}
+
+scenario!(an_interrupted_prune_is_finished_by_the_next);
+async fn an_interrupted_prune_is_finished_by_the_next(db: &TestDb) {
+    let log = db.open().await;
+    let receipts = append_n(&log, 6).await;
+    let outcome = AuditLog::prune(&db.url, at(3), PRUNED_AT, false).await;
+    assert_eq!(outcome.unwrap(), pruned("main", 2, 2, &receipts[1].hash));
+    // As a prune stopped between moving the anchor and deleting leaves it.
+    let raw = db.raw().await;
+    sqlx::query("UPDATE audit_anchor SET seq = 4, hash = $1 WHERE chain_id = 'main'")
+        .bind(&receipts[3].hash)
+        .execute(&raw)
+        .await
+        .unwrap();
+    let reader = AuditLog::open_read_only(&db.url).await.unwrap();
+    let report = reader.verify().await.unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
+    assert_eq!(report.chains[0].rows, 2);
+    assert_eq!(audit_rows(&raw).await, 4);
+    // The next prune deletes rows 3 and 4, with nothing new to prune.
+    let outcome = AuditLog::prune(&db.url, at(0), PRUNED_AT, false).await;
+    assert_eq!(outcome.unwrap(), pruned("main", 2, 4, &receipts[3].hash));
+    assert_eq!(audit_rows(&raw).await, 2);
+    assert!(reader.verify().await.unwrap().is_clean());
+    drop(log);
+}
+
+scenario!(appends_go_on_while_a_prune_runs);
+async fn appends_go_on_while_a_prune_runs(db: &TestDb) {
+    let log = db.open().await;
+    append_n(&log, 60).await;
+    let writer = log.clone();
+    let appends = tokio::spawn(async move {
+        let mut seqs = Vec::new();
+        for i in 61..=160 {
+            seqs.push(
+                writer
+                    .append(rec(i, "deploy", Decision::Allow))
+                    .await
+                    .unwrap()
+                    .seq,
+            );
+        }
+        seqs
+    });
+    // 49 rows in steps of 3: the appends interleave with the steps.
+    let outcome = AuditLog::prune(&db.url, at(50), PRUNED_AT, false)
+        .await
+        .unwrap();
+    let PruneOutcome::Pruned(chains) = outcome else {
+        panic!("{outcome:?}");
+    };
+    assert_eq!((chains[0].rows, chains[0].pruned_through), (49, 49));
+    assert_eq!(appends.await.unwrap(), (61..=160).collect::<Vec<u64>>());
+    let report = log.verify().await.unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
+    assert_eq!(
+        (report.chains[0].rows, report.chains[0].head_seq),
+        (111, 160)
+    );
 }

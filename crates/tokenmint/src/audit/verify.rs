@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::chain::{row_hash, Head, GENESIS_HASH};
 use super::error::AuditError;
 use super::record::{unix_micros, AuditRecord};
-use super::store::{self, RawRow};
+use super::store::{self, Anchor, Backend, RawRow};
 
 /// Rows read per query, so verification never holds the whole table.
 /// Tests use small pages so that every test crosses page boundaries.
@@ -50,6 +50,10 @@ pub struct ChainSummary {
     pub head_seq: u64,
     /// Stored hash of the last row ([`GENESIS_HASH`] if none).
     pub head_hash: String,
+    /// The last row `tokenmint audit prune` deleted (0 if the chain was never
+    /// pruned): the rows present start after it, and the first links to its
+    /// recorded hash.
+    pub pruned_through: u64,
 }
 
 /// One thing wrong with one row.
@@ -118,6 +122,8 @@ impl Problems {
 pub(crate) struct Source<'a> {
     /// The store.
     pub(crate) pool: &'a AnyPool,
+    /// Which database it is.
+    pub(crate) backend: Backend,
     /// For messages, redacted.
     pub(crate) url: &'a str,
     /// Longest one query may take.
@@ -142,12 +148,15 @@ pub(crate) async fn verify(
     own: Option<(&str, Head)>,
 ) -> Result<VerifyReport, AuditError> {
     let mut ids = src.run(store::chain_ids(src.pool)).await?;
+    let anchors = src.run(store::anchors(src.pool, src.backend)).await?;
+    // A pruned chain keeps its last row, so an anchor without rows is itself
+    // a finding: walk it too.
+    ids.extend(anchors.keys().cloned());
     if let Some((own_id, _)) = &own {
-        if !ids.iter().any(|c| c == own_id) {
-            ids.push((*own_id).to_owned());
-            ids.sort();
-        }
+        ids.push((*own_id).to_owned());
     }
+    ids.sort();
+    ids.dedup();
     let mut problems = Problems::default();
     let mut chains = Vec::with_capacity(ids.len());
     for chain_id in ids {
@@ -155,7 +164,8 @@ pub(crate) async fn verify(
             .as_ref()
             .filter(|(own_id, _)| *own_id == chain_id)
             .map(|(_, head)| head);
-        chains.push(verify_chain(src, &chain_id, known, &mut problems).await?);
+        let anchor = anchors.get(&chain_id);
+        chains.push(verify_chain(src, &chain_id, anchor, known, &mut problems).await?);
     }
     Ok(VerifyReport {
         chains,
@@ -164,18 +174,21 @@ pub(crate) async fn verify(
     })
 }
 
-/// Walks one chain in `seq` order, one page at a time.
+/// Walks one chain in `seq` order, one page at a time, from its start or,
+/// if it was pruned, from its anchor.
 async fn verify_chain(
     src: &Source<'_>,
     chain_id: &str,
+    anchor: Option<&Anchor>,
     known: Option<&Head>,
     problems: &mut Problems,
 ) -> Result<ChainSummary, AuditError> {
     let mut walk = Walk {
         chain_id,
         rows: 0,
-        last_seq: 0,
-        last_hash: GENESIS_HASH.to_owned(),
+        last_seq: anchor.map_or(0, |a| a.seq),
+        last_hash: anchor.map_or_else(|| GENESIS_HASH.to_owned(), |a| a.hash.clone()),
+        pruned_through: anchor.map_or(0, |a| a.seq),
         known,
         problems,
     };
@@ -197,6 +210,7 @@ async fn verify_chain(
         rows: walk.rows,
         head_seq: walk.last_seq,
         head_hash: walk.last_hash,
+        pruned_through: walk.pruned_through,
     })
 }
 
@@ -208,6 +222,8 @@ struct Walk<'a> {
     last_seq: u64,
     /// Its stored hash (genesis at the start).
     last_hash: String,
+    /// The prune anchor's `seq` (0 if none): where the walk started.
+    pruned_through: u64,
     /// The highest head this process saw for this chain.
     known: Option<&'a Head>,
     problems: &'a mut Problems,
@@ -250,6 +266,8 @@ impl Walk<'_> {
         if row.prev_hash != self.last_hash {
             let prev = if self.last_seq == 0 {
                 "the start of the chain".to_owned()
+            } else if self.last_seq == self.pruned_through {
+                format!("the prune anchor {c}#{} (audit_anchor)", self.last_seq)
             } else {
                 format!("{c}#{}", self.last_seq)
             };
@@ -311,8 +329,19 @@ impl Walk<'_> {
         self.last_hash.clone_from(&row.hash);
     }
 
-    /// After the last row: rows this process saw must still be there.
+    /// After the last row: a pruned chain still has rows, and rows this
+    /// process saw are still there.
     fn finish(&mut self) {
+        if self.pruned_through > 0 && self.rows == 0 {
+            let c = self.chain_id;
+            let first = self.pruned_through + 1;
+            self.problems.push(
+                c,
+                first,
+                ProblemKind::Truncated,
+                format!("chain {c} was pruned through #{}, but it has no rows after that (a prune always keeps the last row)", self.pruned_through),
+            );
+        }
         if let Some(known) = self.known {
             if known.seq > self.last_seq {
                 let c = self.chain_id;
