@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use tokenmint::audit::{AuditLog, Decision, ListFilter, PruneOutcome};
+use tokenmint::audit::{AuditLog, AuditOptions, Decision, ListFilter, PruneOutcome};
 use tokenmint::client::{self, IdTokenSource, OutputTarget};
 use tokenmint::clock::{Clock as _, SystemClock};
 use tokenmint::config::Config;
@@ -335,7 +335,11 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(AuditCommand::Verify(args)) => {
             let config = Config::load(&args.config)?;
             // Read-only: a missing store is an error, never a fresh empty log.
-            let log = AuditLog::open_read_only(&config.audit.database).await?;
+            let options = AuditOptions {
+                allow_prune: config.audit.allow_prune,
+                ..AuditOptions::default()
+            };
+            let log = AuditLog::open_read_only_with(&config.audit.database, options).await?;
             let report = log.verify().await?;
             let mut out = std::io::stdout().lock();
             if report.chains.is_empty() {
@@ -491,6 +495,12 @@ async fn prune(args: PruneArgs) -> anyhow::Result<ExitCode> {
     let before =
         time::OffsetDateTime::parse(&args.before, &time::format_description::well_known::Rfc3339)
             .context("--before must be an RFC 3339 time, e.g. 2026-01-01T00:00:00Z")?;
+    if !config.audit.allow_prune {
+        anyhow::bail!(
+            "pruning is off for this audit store; set [audit] allow_prune = true in {} (audit verify then accepts prune anchors; see Retention in the README)",
+            args.config.config.display()
+        );
+    }
     let now = SystemClock.now();
     if before > now {
         anyhow::bail!(

@@ -152,6 +152,23 @@ impl Dev {
             .unwrap()
     }
 
+    /// Runs one SQL statement on the stack's SQLite audit store, as an attacker would.
+    fn sql(&self, statement: &str) {
+        let db = format!(
+            "sqlite://{}",
+            self.dir.path().join("tokenmint-audit.db").display()
+        );
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            use sqlx::Connection as _;
+            let mut conn = sqlx::SqliteConnection::connect(&db).await.unwrap();
+            sqlx::query(statement).execute(&mut conn).await.unwrap();
+        });
+    }
+
     /// Stops the stack with SIGTERM and returns what it printed: (stdout, stderr).
     fn stop(mut self) -> (String, String) {
         let _ = Command::new("kill")
@@ -312,24 +329,7 @@ fn audit_verify_names_a_tampered_row() {
     for _ in 0..3 {
         assert!(dev.exchange("widgets-read", &[]).status.success());
     }
-    let db = format!(
-        "sqlite://{}",
-        dev.dir.path().join("tokenmint-audit.db").display()
-    );
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        use sqlx::Connection as _;
-        let mut conn = sqlx::SqliteConnection::connect(&db).await.unwrap();
-        sqlx::query(
-            "UPDATE audit_log SET record = replace(record, '\"allow\"', '\"deny\"') WHERE seq = 2",
-        )
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    });
+    dev.sql("UPDATE audit_log SET record = replace(record, '\"allow\"', '\"deny\"') WHERE seq = 2");
     let out = dev.audit(&["verify"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
     assert!(
@@ -339,14 +339,7 @@ fn audit_verify_names_a_tampered_row() {
     );
 
     // Deleting a row is caught too.
-    rt.block_on(async {
-        use sqlx::Connection as _;
-        let mut conn = sqlx::SqliteConnection::connect(&db).await.unwrap();
-        sqlx::query("DELETE FROM audit_log WHERE seq = 2")
-            .execute(&mut conn)
-            .await
-            .unwrap();
-    });
+    dev.sql("DELETE FROM audit_log WHERE seq = 2");
     let out = dev.audit(&["verify"]);
     assert_eq!(out.status.code(), Some(1));
     dev.stop();
@@ -370,6 +363,21 @@ fn audit_prune_keeps_the_log_verifiable_while_the_service_writes() {
             .unwrap()
     };
     let before = rfc3339(unix_now());
+
+    // Off unless the config allows it.
+    let out = dev.audit(&["prune", "--before", &before]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("set [audit] allow_prune = true"),
+        "{}",
+        text(&out.stderr)
+    );
+    let config = std::fs::read_to_string(dev.config()).unwrap();
+    std::fs::write(
+        dev.config(),
+        config.replacen("[audit]\n", "[audit]\nallow_prune = true\n", 1),
+    )
+    .unwrap();
 
     // A usage error (2), not a refusal (1).
     let out = dev.audit(&["prune", "--before", &rfc3339(unix_now() + 3600)]);
@@ -407,22 +415,7 @@ fn audit_prune_keeps_the_log_verifiable_while_the_service_writes() {
     );
 
     // Without its anchor the log no longer verifies, and prune refuses.
-    let db = format!(
-        "sqlite://{}",
-        dev.dir.path().join("tokenmint-audit.db").display()
-    );
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        use sqlx::Connection as _;
-        let mut conn = sqlx::SqliteConnection::connect(&db).await.unwrap();
-        sqlx::query("DELETE FROM audit_anchor")
-            .execute(&mut conn)
-            .await
-            .unwrap();
-    });
+    dev.sql("DELETE FROM audit_anchor");
     let out = dev.audit(&["prune", "--before", &before]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
     assert!(

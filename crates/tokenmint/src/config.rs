@@ -88,6 +88,7 @@ struct RawServer {
 struct RawAudit {
     database: Option<String>,
     chain: Option<String>,
+    allow_prune: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -207,6 +208,10 @@ pub struct AuditConfig {
     /// The hash chain this process appends to (default `main`). Replicas that
     /// share a PostgreSQL store should each use their own chain.
     pub chain: String,
+    /// `tokenmint audit prune` may delete old rows, and `audit verify` walks
+    /// pruned chains from their anchors (default false: anchors are ignored,
+    /// so pruned or forged-pruned rows show as missing).
+    pub allow_prune: bool,
 }
 
 /// `[github]`.
@@ -587,7 +592,11 @@ impl Validator<'_> {
                 format!("{chain:?} is not a chain id; use 1 to 64 characters from A-Z, a-z, 0-9, '.', '_', ':', '-' (e.g. the replica's name)"),
             ));
         }
-        Ok(AuditConfig { database, chain })
+        Ok(AuditConfig {
+            database,
+            chain,
+            allow_prune: raw.allow_prune.unwrap_or(false),
+        })
     }
 
     fn github(

@@ -146,6 +146,11 @@ pub struct AuditOptions {
     /// between two commits, which lets the WAL start over, does (see
     /// `writer::Checkpoint`). Default 1 s.
     pub checkpoint_interval: Duration,
+    /// Whether `verify` walks a pruned chain from its prune anchor
+    /// (`[audit] allow_prune`, see [`AuditLog::prune`]). Off (the default),
+    /// anchors are ignored and pruned rows show as missing: an anchor forged
+    /// by someone who can write to the database then hides nothing.
+    pub allow_prune: bool,
 }
 
 impl Default for AuditOptions {
@@ -155,6 +160,7 @@ impl Default for AuditOptions {
             queue_capacity: 4096,
             max_batch: 256,
             checkpoint_interval: Duration::from_secs(1),
+            allow_prune: false,
         }
     }
 }
@@ -330,10 +336,13 @@ impl AuditLog {
     /// Deletes, in every chain of the existing store at `url`, the rows
     /// recorded before `before`, keeping each chain's last row and an anchor
     /// (the last deleted row's `seq` and hash) so that the rest still
-    /// verifies. Refuses, deleting nothing, when the store does not verify.
-    /// With `dry_run`, only counts. Safe while `tokenmint serve` writes to
-    /// the store: rows go in small steps, and writers only ever need a
-    /// chain's last row. `now` is recorded with each anchor.
+    /// verifies with [`AuditOptions::allow_prune`]. Refuses, deleting
+    /// nothing, when the store does not verify. With `dry_run`, only counts,
+    /// and opens the store read-only. Safe while `tokenmint serve` writes to
+    /// the store, and while another prune runs: rows go in small steps,
+    /// writers only ever need a chain's last row, and anchors only move
+    /// forward. `now` is recorded with each anchor. The caller decides
+    /// whether pruning is allowed (the CLI requires `[audit] allow_prune`).
     pub async fn prune(
         url: &str,
         before: OffsetDateTime,
@@ -453,6 +462,7 @@ impl AuditLog {
             backend: self.inner.backend,
             url: &self.inner.url,
             query_timeout: self.inner.options.append_timeout,
+            allow_prune: self.inner.options.allow_prune,
         };
         verify::verify(&source, Some((&self.inner.chain_id, known))).await
     }
@@ -568,6 +578,7 @@ impl AuditReader {
             backend: self.backend,
             url: &self.url,
             query_timeout: self.options.append_timeout,
+            allow_prune: self.options.allow_prune,
         };
         verify::verify(&source, None).await
     }

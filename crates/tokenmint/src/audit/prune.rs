@@ -2,10 +2,13 @@
 //!
 //! A chain's rows are deleted oldest first, in steps of [`PRUNE_STEP_ROWS`],
 //! and never its last row, which writers continue from. Before each step the
-//! chain's anchor (`audit_anchor`) moves to the last row about to go, with
-//! that row's hash; `verify` then walks the chain from the anchor, and the
-//! first remaining row must link to it. Removing the anchor makes the pruned
-//! rows show as missing again, and editing it breaks the first link.
+//! chain's anchor (`audit_anchor`) moves forward to the last row about to go,
+//! with that row's hash; `verify`, when pruning is allowed
+//! ([`AuditOptions::allow_prune`](super::AuditOptions::allow_prune)), walks
+//! the chain from the anchor, and the first remaining row must link to it.
+//! Removing the anchor makes the pruned rows show as missing again, and
+//! editing it breaks the first link. Without `allow_prune`, `verify` ignores
+//! anchors, so one forged by a database writer hides nothing.
 //!
 //! What pruning gives up: a hash chain cannot prove that the rows before an
 //! anchor were ever there. Keep the anchors each prune reports with the chain
@@ -19,7 +22,7 @@ use time::OffsetDateTime;
 use super::chain::GENESIS_HASH;
 use super::error::{bounded, AuditError};
 use super::record::unix_micros;
-use super::store;
+use super::store::{self, Prunable};
 use super::verify::{self, VerifyReport};
 
 /// Rows deleted per statement, so that a writer serving exchanges on the
@@ -67,26 +70,41 @@ pub(crate) async fn prune(
 ) -> Result<PruneOutcome, AuditError> {
     // The store must exist: opening it for writing would create an empty one.
     let read_only = store::parse_url_read_only(url)?;
-    let connect_limit = query_timeout.max(Duration::from_secs(10));
-    let timed_out = |url: &str| AuditError::Timeout {
-        action: "connect",
-        url: url.to_owned(),
-        after: connect_limit,
-    };
-    tokio::time::timeout(connect_limit, store::connect_read_only(&read_only))
-        .await
-        .map_err(|_| timed_out(&read_only.redacted))??
-        .close()
-        .await;
+    let pool = connect(
+        &read_only,
+        query_timeout,
+        store::connect_read_only(&read_only),
+    )
+    .await?;
+    if dry_run {
+        let outcome = prune_pool(&pool, &read_only, before, now, dry_run, query_timeout).await;
+        pool.close().await;
+        return outcome;
+    }
+    pool.close().await;
     // Writable, with the schema applied: a store an older build made gains
     // the anchor table here.
     let url = store::parse_url(url)?;
-    let pool = tokio::time::timeout(connect_limit, store::connect(&url))
-        .await
-        .map_err(|_| timed_out(&url.redacted))??;
+    let pool = connect(&url, query_timeout, store::connect(&url)).await?;
     let outcome = prune_pool(&pool, &url, before, now, dry_run, query_timeout).await;
     pool.close().await;
     outcome
+}
+
+/// `connecting`, within the time [`AuditLog::open`](super::AuditLog::open) allows.
+async fn connect(
+    url: &store::StoreUrl,
+    query_timeout: Duration,
+    connecting: impl std::future::Future<Output = Result<AnyPool, AuditError>>,
+) -> Result<AnyPool, AuditError> {
+    let limit = query_timeout.max(Duration::from_secs(10));
+    tokio::time::timeout(limit, connecting)
+        .await
+        .map_err(|_| AuditError::Timeout {
+            action: "connect",
+            url: url.redacted.clone(),
+            after: limit,
+        })?
 }
 
 async fn prune_pool(
@@ -102,6 +120,7 @@ async fn prune_pool(
         backend: url.backend,
         url: &url.redacted,
         query_timeout,
+        allow_prune: true,
     };
     let report = verify::verify(&source, None).await?;
     if !report.is_clean() {
@@ -124,24 +143,27 @@ async fn prune_pool(
         let mut anchor_hash = anchors
             .get(&id)
             .map_or_else(|| GENESIS_HASH.to_owned(), |a| a.hash.clone());
-        let mut rows = 0;
+        // Rows an interrupted prune left at or below the anchor (those
+        // recorded before the cutoff: the anchor alone does not say they may go).
+        let what = if dry_run {
+            Prunable::Count
+        } else {
+            Prunable::Delete
+        };
+        let leftover = store::prunable_rows(pool, what, &id, 0, start, cutoff_us);
+        let mut rows = bounded(ACTION, redacted, query_timeout, leftover).await?;
         if dry_run {
             let plan = store::prune_through(pool, &id, start, cutoff_us, u64::MAX);
             let through = bounded(ACTION, redacted, query_timeout, plan).await?;
             // The chain verified, so its rows are contiguous.
-            rows = through.map_or(0, |t| t - start);
+            rows += through.map_or(0, |t| t - start);
         } else {
-            if start > 0 {
-                // Rows an interrupted prune left at or before the anchor.
-                let leftover = store::delete_through(pool, &id, start);
-                rows += bounded(ACTION, redacted, query_timeout, leftover).await?;
-            }
             loop {
                 let plan = store::prune_through(pool, &id, start, cutoff_us, PRUNE_STEP_ROWS);
                 let Some(through) = bounded(ACTION, redacted, query_timeout, plan).await? else {
                     break;
                 };
-                let step = store::prune_to(pool, &id, through, now_us);
+                let step = store::prune_to(pool, &id, start, through, cutoff_us, now_us);
                 let (anchor, deleted) = bounded(ACTION, redacted, query_timeout, step).await?;
                 rows += deleted;
                 start = anchor.seq;

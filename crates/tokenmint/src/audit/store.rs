@@ -785,9 +785,12 @@ pub(crate) async fn anchors(
 }
 
 /// The last row of `chain_id` a prune may delete: the row before its first
-/// row at or after `cutoff_us`, at most `max_rows` past `start` (the current
-/// anchor's `seq`, 0 if none), and never the chain's last row, which writers
-/// continue from. `None` when no row is left to prune.
+/// row at or after `cutoff_us` (rows of several replicas on one chain need
+/// not be in time order: a row recorded before the cutoff stays if an
+/// earlier one was recorded after it), at most `max_rows` past `start` (the
+/// current anchor's `seq`, 0 if none), and never the chain's last row, which
+/// writers continue from. `None` when no row is left to prune. Both queries
+/// use the primary key and read at most `max_rows` rows.
 pub(crate) async fn prune_through(
     pool: &AnyPool,
     chain_id: &str,
@@ -795,39 +798,48 @@ pub(crate) async fn prune_through(
     cutoff_us: i64,
     max_rows: u64,
 ) -> Result<Option<u64>, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT MAX(seq) AS head,
-                MIN(CASE WHEN time_us >= $2 THEN seq END) AS first_kept
-         FROM audit_log WHERE chain_id = $1 AND seq > $3",
-    )
-    .bind(chain_id)
-    .bind(cutoff_us)
-    .bind(seq_to_db(start)?)
-    .fetch_one(pool)
-    .await?;
-    let Some(head) = row.try_get::<Option<i64>, _>("head")? else {
+    let head: Option<i64> =
+        sqlx::query_scalar("SELECT MAX(seq) FROM audit_log WHERE chain_id = $1")
+            .bind(chain_id)
+            .fetch_one(pool)
+            .await?;
+    let Some(head) = head else {
         return Ok(None);
     };
     let head = seq_from_db(head)?;
-    let first_kept = match row.try_get::<Option<i64>, _>("first_kept")? {
-        Some(seq) => seq_from_db(seq)?,
-        None => head + 1,
+    let limit = start.saturating_add(max_rows).min(head - 1);
+    if limit <= start {
+        return Ok(None);
+    }
+    let first_kept: Option<i64> = sqlx::query_scalar(
+        "SELECT MIN(seq) FROM audit_log
+         WHERE chain_id = $1 AND seq > $2 AND seq <= $3 AND time_us >= $4",
+    )
+    .bind(chain_id)
+    .bind(seq_to_db(start)?)
+    .bind(seq_to_db(limit)?)
+    .bind(cutoff_us)
+    .fetch_one(pool)
+    .await?;
+    let through = match first_kept {
+        Some(seq) => seq_from_db(seq)? - 1,
+        None => limit,
     };
-    let through = (first_kept - 1)
-        .min(head - 1)
-        .min(start.saturating_add(max_rows));
     Ok((through > start).then_some(through))
 }
 
-/// Moves `chain_id`'s anchor to row `through` (which must exist), then
-/// deletes the rows up to it; returns how many were deleted. Each statement
-/// is atomic on its own, and the order keeps a crash between them harmless:
-/// rows at or before an anchor are never read, and the next prune deletes
-/// them.
+/// Moves `chain_id`'s anchor forward from `start` to row `through` (which
+/// must exist), then deletes the rows in between; returns how many. Each
+/// statement is atomic on its own, and the order keeps a crash between them
+/// harmless: rows at or before an anchor must lead to it and are not read
+/// past, and the next prune deletes them. An anchor only ever moves forward,
+/// so two prunes running at once cannot undo each other.
 pub(crate) async fn prune_to(
     pool: &AnyPool,
     chain_id: &str,
+    start: u64,
     through: u64,
+    cutoff_us: i64,
     now_us: i64,
 ) -> Result<(Anchor, u64), sqlx::Error> {
     let seq = seq_to_db(through)?;
@@ -845,7 +857,8 @@ pub(crate) async fn prune_to(
     sqlx::query(
         "INSERT INTO audit_anchor (chain_id, seq, hash, pruned_at_us) VALUES ($1, $2, $3, $4)
          ON CONFLICT (chain_id) DO UPDATE
-         SET seq = excluded.seq, hash = excluded.hash, pruned_at_us = excluded.pruned_at_us",
+         SET seq = excluded.seq, hash = excluded.hash, pruned_at_us = excluded.pruned_at_us
+         WHERE audit_anchor.seq < excluded.seq",
     )
     .bind(chain_id)
     .bind(seq)
@@ -853,24 +866,48 @@ pub(crate) async fn prune_to(
     .bind(now_us)
     .execute(pool)
     .await?;
-    let deleted = delete_through(pool, chain_id, through).await?;
+    let deleted =
+        prunable_rows(pool, Prunable::Delete, chain_id, start, through, cutoff_us).await?;
     Ok((Anchor { seq: through, hash }, deleted))
 }
 
-/// Deletes `chain_id`'s rows up to `through`; returns how many.
-pub(crate) async fn delete_through(
+/// What [`prunable_rows`] does with the rows it selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Prunable {
+    /// Count them.
+    Count,
+    /// Delete them.
+    Delete,
+}
+
+/// Counts or deletes `chain_id`'s rows with `after < seq <= through`
+/// recorded before `cutoff_us`; returns how many.
+pub(crate) async fn prunable_rows(
     pool: &AnyPool,
+    what: Prunable,
     chain_id: &str,
+    after: u64,
     through: u64,
+    cutoff_us: i64,
 ) -> Result<u64, sqlx::Error> {
-    Ok(
-        sqlx::query("DELETE FROM audit_log WHERE chain_id = $1 AND seq <= $2")
-            .bind(chain_id)
-            .bind(seq_to_db(through)?)
-            .execute(pool)
-            .await?
-            .rows_affected(),
-    )
+    const RANGE: &str =
+        "FROM audit_log WHERE chain_id = $1 AND seq > $2 AND seq <= $3 AND time_us < $4";
+    let sql = match what {
+        Prunable::Count => format!("SELECT COUNT(*) {RANGE}"),
+        Prunable::Delete => format!("DELETE {RANGE}"),
+    };
+    let query = sqlx::query(&sql)
+        .bind(chain_id)
+        .bind(seq_to_db(after)?)
+        .bind(seq_to_db(through)?)
+        .bind(cutoff_us);
+    match what {
+        Prunable::Count => {
+            let n: i64 = query.fetch_one(pool).await?.try_get(0)?;
+            u64::try_from(n).map_err(|_| sqlx::Error::Protocol(format!("negative count {n}")))
+        }
+        Prunable::Delete => Ok(query.execute(pool).await?.rows_affected()),
+    }
 }
 
 /// A row exactly as stored, for verification.

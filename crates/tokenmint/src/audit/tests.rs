@@ -1710,13 +1710,47 @@ async fn a_postgres_connection_killed_between_batches_fails_no_append() {
 /// When prunes in these tests say they ran.
 const PRUNED_AT: OffsetDateTime = datetime!(2026-01-01 00:00:00 UTC);
 
-fn pruned(chain_id: &str, rows: u64, pruned_through: u64, anchor_hash: &str) -> PruneOutcome {
-    PruneOutcome::Pruned(vec![PrunedChain {
+/// Options of a store whose config sets `[audit] allow_prune = true`.
+fn pruning() -> AuditOptions {
+    AuditOptions {
+        allow_prune: true,
+        ..AuditOptions::default()
+    }
+}
+
+impl TestDb {
+    /// [`TestDb::open`] with `allow_prune`.
+    async fn open_pruning(&self) -> AuditLog {
+        AuditLog::open_with(&self.url, DEFAULT_CHAIN, pruning())
+            .await
+            .unwrap()
+    }
+
+    /// A read-only handle with `allow_prune`.
+    async fn reader_pruning(&self) -> AuditReader {
+        AuditLog::open_read_only_with(&self.url, pruning())
+            .await
+            .unwrap()
+    }
+}
+
+fn pruned(chain_id: &str, rows: u64, pruned_through: u64, anchor_hash: &str) -> PrunedChain {
+    PrunedChain {
         chain_id: chain_id.into(),
         rows,
         pruned_through,
         anchor_hash: anchor_hash.into(),
-    }])
+    }
+}
+
+async fn prune(db: &TestDb, before: OffsetDateTime, dry_run: bool) -> Vec<PrunedChain> {
+    match AuditLog::prune(&db.url, before, PRUNED_AT, dry_run)
+        .await
+        .unwrap()
+    {
+        PruneOutcome::Pruned(chains) => chains,
+        refused => panic!("{refused:?}"),
+    }
 }
 
 async fn audit_rows(raw: &AnyPool) -> i64 {
@@ -1728,31 +1762,45 @@ async fn audit_rows(raw: &AnyPool) -> i64 {
 
 scenario!(prune_keeps_what_remains_verifiable_and_writers_going);
 async fn prune_keeps_what_remains_verifiable_and_writers_going(db: &TestDb) {
-    let log = db.open().await;
-    // Row i is recorded at at(i).
+    let log = db.open_pruning().await;
+    // Row i is recorded at at(i); a second chain holds two rows from at(1).
     let receipts = append_n(&log, 10).await;
+    let other = AuditLog::open_with(&db.url, "other", pruning())
+        .await
+        .unwrap();
+    let others = append_n(&other, 2).await;
     let raw = db.raw().await;
 
-    // A dry run counts rows 1..=7 and deletes nothing.
-    let outcome = AuditLog::prune(&db.url, at(8), PRUNED_AT, true).await;
-    assert_eq!(outcome.unwrap(), pruned("main", 7, 0, GENESIS_HASH));
-    assert_eq!(audit_rows(&raw).await, 10);
+    // A dry run counts rows 1..=7 (and the other chain's first) and deletes nothing.
+    assert_eq!(
+        prune(db, at(8), true).await,
+        vec![
+            pruned("main", 7, 0, GENESIS_HASH),
+            pruned("other", 1, 0, GENESIS_HASH)
+        ]
+    );
+    assert_eq!(audit_rows(&raw).await, 12);
 
     // Rows recorded before at(8) go (in steps of 3); the anchor is row 7.
-    let outcome = AuditLog::prune(&db.url, at(8), PRUNED_AT, false).await;
-    assert_eq!(outcome.unwrap(), pruned("main", 7, 7, &receipts[6].hash));
-    assert_eq!(audit_rows(&raw).await, 3);
+    assert_eq!(
+        prune(db, at(8), false).await,
+        vec![
+            pruned("main", 7, 7, &receipts[6].hash),
+            pruned("other", 1, 1, &others[0].hash)
+        ]
+    );
+    assert_eq!(audit_rows(&raw).await, 4);
     let report = log.verify().await.unwrap();
     assert!(report.is_clean(), "{:?}", report.problems);
     assert_eq!(
-        report.chains,
-        vec![ChainSummary {
+        report.chains[0],
+        ChainSummary {
             chain_id: "main".into(),
             rows: 3,
             head_seq: 10,
             head_hash: receipts[9].hash.clone(),
             pruned_through: 7,
-        }]
+        }
     );
 
     // The writer goes on from its head; a reader without it agrees.
@@ -1761,7 +1809,7 @@ async fn prune_keeps_what_remains_verifiable_and_writers_going(db: &TestDb) {
         .await
         .unwrap();
     assert_eq!(next.seq, 11);
-    let reader = AuditLog::open_read_only(&db.url).await.unwrap();
+    let reader = db.reader_pruning().await;
     let report = reader.verify().await.unwrap();
     assert!(report.is_clean(), "{:?}", report.problems);
     assert_eq!(
@@ -1770,26 +1818,84 @@ async fn prune_keeps_what_remains_verifiable_and_writers_going(db: &TestDb) {
     );
 
     // Nothing older left: nothing changes.
-    let outcome = AuditLog::prune(&db.url, at(8), PRUNED_AT, false).await;
-    assert_eq!(outcome.unwrap(), pruned("main", 0, 7, &receipts[6].hash));
+    assert_eq!(
+        prune(db, at(8), false).await[0],
+        pruned("main", 0, 7, &receipts[6].hash)
+    );
 
-    // A cutoff after every row still keeps the last one.
-    let outcome = AuditLog::prune(&db.url, at(100), PRUNED_AT, false).await;
-    assert_eq!(outcome.unwrap(), pruned("main", 3, 10, &receipts[9].hash));
+    // A cutoff after every row still keeps each chain's last one.
+    assert_eq!(
+        prune(db, at(100), false).await,
+        vec![
+            pruned("main", 3, 10, &receipts[9].hash),
+            pruned("other", 0, 1, &others[0].hash)
+        ]
+    );
     let report = reader.verify().await.unwrap();
     assert!(report.is_clean(), "{:?}", report.problems);
     assert_eq!(report.chains[0].rows, 1);
     assert_eq!(report.chains[0].head_hash, next.hash);
 }
 
-scenario!(tampering_with_a_pruned_chain_is_named);
-async fn tampering_with_a_pruned_chain_is_named(db: &TestDb) {
+scenario!(anchors_count_only_where_pruning_is_allowed);
+async fn anchors_count_only_where_pruning_is_allowed(db: &TestDb) {
     let log = db.open().await;
     let receipts = append_n(&log, 8).await;
-    let outcome = AuditLog::prune(&db.url, at(5), PRUNED_AT, false).await;
-    assert_eq!(outcome.unwrap(), pruned("main", 4, 4, &receipts[3].hash));
     let raw = db.raw().await;
     let reader = AuditLog::open_read_only(&db.url).await.unwrap();
+
+    // Someone who can write to the database forges an anchor and edits the
+    // rows under it. Without allow_prune the anchor is ignored...
+    sqlx::query(
+        "INSERT INTO audit_anchor (chain_id, seq, hash, pruned_at_us) VALUES ('main', 5, $1, 0)",
+    )
+    .bind(&receipts[4].hash)
+    .execute(&raw)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE audit_log SET broker = 'other' WHERE chain_id = 'main' AND seq = 3")
+        .execute(&raw)
+        .await
+        .unwrap();
+    let report = reader.verify().await.unwrap();
+    assert_eq!(kinds(&report), vec![(3, ProblemKind::ColumnMismatch)]);
+    assert_eq!(report.chains[0].pruned_through, 0);
+    // ...and with it, the rows left under an anchor are still checked.
+    let report = db.reader_pruning().await.verify().await.unwrap();
+    assert_eq!(kinds(&report), vec![(3, ProblemKind::ColumnMismatch)]);
+    assert_eq!(report.chains[0].pruned_through, 5);
+
+    // Rows deleted under a forged anchor show as missing without allow_prune,
+    // with a hint for an operator who pruned and forgot the setting.
+    sqlx::query("DELETE FROM audit_log WHERE chain_id = 'main' AND seq <= 5")
+        .execute(&raw)
+        .await
+        .unwrap();
+    let report = reader.verify().await.unwrap();
+    assert_eq!(
+        kinds(&report),
+        vec![(1, ProblemKind::Missing), (6, ProblemKind::BrokenLink)]
+    );
+    assert!(
+        report.problems[0].message.contains(
+            "audit_anchor says rows up to main#5 were pruned, but [audit] allow_prune is off"
+        ),
+        "{}",
+        report.problems[0]
+    );
+    drop(log);
+}
+
+scenario!(tampering_with_a_pruned_chain_is_named);
+async fn tampering_with_a_pruned_chain_is_named(db: &TestDb) {
+    let log = db.open_pruning().await;
+    let receipts = append_n(&log, 8).await;
+    assert_eq!(
+        prune(db, at(5), false).await[0],
+        pruned("main", 4, 4, &receipts[3].hash)
+    );
+    let raw = db.raw().await;
+    let reader = db.reader_pruning().await;
     let exec = |sql: &'static str| {
         let raw = raw.clone();
         async move { sqlx::query(sql).execute(&raw).await.unwrap() }
@@ -1815,7 +1921,6 @@ async fn tampering_with_a_pruned_chain_is_named(db: &TestDb) {
         vec![(1, ProblemKind::Missing), (5, ProblemKind::BrokenLink)]
     );
 
-    // An anchor whose chain lost every row (a prune keeps the last) is named.
     sqlx::query(
         "INSERT INTO audit_anchor (chain_id, seq, hash, pruned_at_us) VALUES ('main', 4, $1, 0)",
     )
@@ -1824,6 +1929,8 @@ async fn tampering_with_a_pruned_chain_is_named(db: &TestDb) {
     .await
     .unwrap();
     assert!(reader.verify().await.unwrap().is_clean());
+
+    // An anchor whose chain lost every row (a prune keeps the last) is named.
     exec("DELETE FROM audit_log").await;
     let report = reader.verify().await.unwrap();
     assert_eq!(kinds(&report), vec![(5, ProblemKind::Truncated)]);
@@ -1850,6 +1957,21 @@ async fn prune_refuses_a_store_that_does_not_verify(db: &TestDb) {
     drop(log);
 }
 
+scenario!(rows_out_of_time_order_stay_with_all_after_them);
+async fn rows_out_of_time_order_stay_with_all_after_them(db: &TestDb) {
+    // Replicas on one chain with clocks apart: times 1, 2, 9, 3, 4.
+    let log = db.open_pruning().await;
+    let mut receipts = Vec::new();
+    for i in [1, 2, 9, 3, 4] {
+        receipts.push(log.append(rec(i, "deploy", Decision::Allow)).await.unwrap());
+    }
+    assert_eq!(
+        prune(db, at(5), false).await[0],
+        pruned("main", 2, 2, &receipts[1].hash)
+    );
+    drop(log);
+}
+
 scenario!(a_store_without_the_anchor_table_verifies_and_prunes);
 async fn a_store_without_the_anchor_table_verifies_and_prunes(db: &TestDb) {
     // As a build from before `audit prune` leaves it.
@@ -1860,34 +1982,39 @@ async fn a_store_without_the_anchor_table_verifies_and_prunes(db: &TestDb) {
         .execute(&raw)
         .await
         .unwrap();
-    let reader = AuditLog::open_read_only(&db.url).await.unwrap();
+    let anchor_table = || async {
+        sqlx::query("SELECT COUNT(*) FROM audit_anchor")
+            .fetch_one(&raw)
+            .await
+            .is_ok()
+    };
+    let reader = db.reader_pruning().await;
     let report = reader.verify().await.unwrap();
     assert!(report.is_clean(), "{:?}", report.problems);
+    // A dry run changes nothing, the schema included.
+    assert_eq!(
+        prune(db, at(2), true).await[0],
+        pruned("main", 1, 0, GENESIS_HASH)
+    );
+    assert!(!anchor_table().await);
     // Pruning creates the table.
-    let outcome = AuditLog::prune(&db.url, at(2), PRUNED_AT, false).await;
-    assert_eq!(outcome.unwrap(), pruned("main", 1, 1, &receipts[0].hash));
+    assert_eq!(
+        prune(db, at(2), false).await[0],
+        pruned("main", 1, 1, &receipts[0].hash)
+    );
+    assert!(anchor_table().await);
     assert!(reader.verify().await.unwrap().is_clean());
     drop(log);
 }
 
-#[tokio::test]
-async fn prune_of_a_missing_sqlite_file_fails_and_creates_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("gone.db");
-    let url = format!("sqlite://{}", path.display());
-    let err = AuditLog::prune(&url, at(0), PRUNED_AT, false)
-        .await
-        .unwrap_err();
-    assert!(matches!(err, AuditError::Missing { .. }), "{err:?}");
-    assert!(!path.exists());
-}
-
 scenario!(an_interrupted_prune_is_finished_by_the_next);
 async fn an_interrupted_prune_is_finished_by_the_next(db: &TestDb) {
-    let log = db.open().await;
+    let log = db.open_pruning().await;
     let receipts = append_n(&log, 6).await;
-    let outcome = AuditLog::prune(&db.url, at(3), PRUNED_AT, false).await;
-    assert_eq!(outcome.unwrap(), pruned("main", 2, 2, &receipts[1].hash));
+    assert_eq!(
+        prune(db, at(3), false).await[0],
+        pruned("main", 2, 2, &receipts[1].hash)
+    );
     // As a prune stopped between moving the anchor and deleting leaves it.
     let raw = db.raw().await;
     sqlx::query("UPDATE audit_anchor SET seq = 4, hash = $1 WHERE chain_id = 'main'")
@@ -1895,22 +2022,63 @@ async fn an_interrupted_prune_is_finished_by_the_next(db: &TestDb) {
         .execute(&raw)
         .await
         .unwrap();
-    let reader = AuditLog::open_read_only(&db.url).await.unwrap();
+    let reader = db.reader_pruning().await;
     let report = reader.verify().await.unwrap();
     assert!(report.is_clean(), "{:?}", report.problems);
-    assert_eq!(report.chains[0].rows, 2);
-    assert_eq!(audit_rows(&raw).await, 4);
-    // The next prune deletes rows 3 and 4, with nothing new to prune.
-    let outcome = AuditLog::prune(&db.url, at(0), PRUNED_AT, false).await;
-    assert_eq!(outcome.unwrap(), pruned("main", 2, 4, &receipts[3].hash));
+    assert_eq!(report.chains[0].rows, 4, "rows 3 and 4 are checked too");
+    // Rows left under the anchor must lead to it.
+    sqlx::query("UPDATE audit_anchor SET hash = $1 WHERE chain_id = 'main'")
+        .bind(&receipts[2].hash)
+        .execute(&raw)
+        .await
+        .unwrap();
+    let report = reader.verify().await.unwrap();
+    assert!(
+        kinds(&report).contains(&(4, ProblemKind::BrokenLink)),
+        "{:?}",
+        report.problems
+    );
+    sqlx::query("UPDATE audit_anchor SET hash = $1 WHERE chain_id = 'main'")
+        .bind(&receipts[3].hash)
+        .execute(&raw)
+        .await
+        .unwrap();
+    // A stale step of another prune (to row 3) deletes its rows but cannot
+    // move the anchor back.
+    let (_, deleted) = store::prune_to(&raw, "main", 2, 3, i64::MAX, 0)
+        .await
+        .unwrap();
+    assert_eq!(deleted, 1);
+    let anchor: i64 = sqlx::query_scalar("SELECT seq FROM audit_anchor WHERE chain_id = 'main'")
+        .fetch_one(&raw)
+        .await
+        .unwrap();
+    assert_eq!(anchor, 4);
+    assert!(reader.verify().await.unwrap().is_clean());
+    // A row left under the anchor goes only once it is older than the cutoff.
+    assert_eq!(
+        prune(db, at(4), false).await[0],
+        pruned("main", 0, 4, &receipts[3].hash)
+    );
+    assert_eq!(audit_rows(&raw).await, 3);
+    // The next prune deletes row 4 (recorded before its cutoff), with
+    // nothing new to prune; a dry run counts it first.
+    assert_eq!(
+        prune(db, at(5), true).await[0],
+        pruned("main", 1, 4, &receipts[3].hash)
+    );
+    assert_eq!(
+        prune(db, at(5), false).await[0],
+        pruned("main", 1, 4, &receipts[3].hash)
+    );
     assert_eq!(audit_rows(&raw).await, 2);
     assert!(reader.verify().await.unwrap().is_clean());
     drop(log);
 }
 
-scenario!(appends_go_on_while_a_prune_runs);
-async fn appends_go_on_while_a_prune_runs(db: &TestDb) {
-    let log = db.open().await;
+scenario!(appends_and_verifies_go_on_while_a_prune_runs);
+async fn appends_and_verifies_go_on_while_a_prune_runs(db: &TestDb) {
+    let log = db.open_pruning().await;
     append_n(&log, 60).await;
     let writer = log.clone();
     let appends = tokio::spawn(async move {
@@ -1926,19 +2094,68 @@ async fn appends_go_on_while_a_prune_runs(db: &TestDb) {
         }
         seqs
     });
-    // 49 rows in steps of 3: the appends interleave with the steps.
-    let outcome = AuditLog::prune(&db.url, at(50), PRUNED_AT, false)
-        .await
-        .unwrap();
-    let PruneOutcome::Pruned(chains) = outcome else {
-        panic!("{outcome:?}");
-    };
+    let reader = db.reader_pruning().await;
+    let verifies = tokio::spawn(async move {
+        let mut reports = Vec::new();
+        for _ in 0..20 {
+            reports.push(reader.verify().await.unwrap());
+        }
+        reports
+    });
+    // 49 rows in steps of 3: appends and verifies interleave with the steps.
+    let chains = prune(db, at(50), false).await;
     assert_eq!((chains[0].rows, chains[0].pruned_through), (49, 49));
     assert_eq!(appends.await.unwrap(), (61..=160).collect::<Vec<u64>>());
+    for report in verifies.await.unwrap() {
+        assert!(report.is_clean(), "{:?}", report.problems);
+    }
     let report = log.verify().await.unwrap();
     assert!(report.is_clean(), "{:?}", report.problems);
     assert_eq!(
         (report.chains[0].rows, report.chains[0].head_seq),
         (111, 160)
     );
+}
+
+scenario!(a_walk_goes_on_from_an_anchor_a_prune_moved_meanwhile);
+async fn a_walk_goes_on_from_an_anchor_a_prune_moved_meanwhile(db: &TestDb) {
+    let log = db.open_pruning().await;
+    let receipts = append_n(&log, 9).await;
+    // The anchor the walk read (row 2), and the prune that then ran (to row 5).
+    assert_eq!(prune(db, at(3), false).await[0].pruned_through, 2);
+    let stale = store::Anchor {
+        seq: 2,
+        hash: receipts[1].hash.clone(),
+    };
+    assert_eq!(prune(db, at(6), false).await[0].pruned_through, 5);
+    let raw = db.raw().await;
+    let source = verify::Source {
+        pool: &raw,
+        backend: if db.postgres {
+            store::Backend::Postgres
+        } else {
+            store::Backend::Sqlite
+        },
+        url: "test",
+        query_timeout: Duration::from_secs(5),
+        allow_prune: true,
+    };
+    let (summary, problems) = verify::verify_chain_from(&source, "main", &stale)
+        .await
+        .unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!((summary.rows, summary.pruned_through), (4, 5));
+    drop(log);
+}
+
+#[tokio::test]
+async fn prune_of_a_missing_sqlite_file_fails_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gone.db");
+    let url = format!("sqlite://{}", path.display());
+    let err = AuditLog::prune(&url, at(0), PRUNED_AT, false)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AuditError::Missing { .. }), "{err:?}");
+    assert!(!path.exists());
 }

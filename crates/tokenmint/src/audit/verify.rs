@@ -51,8 +51,8 @@ pub struct ChainSummary {
     /// Stored hash of the last row ([`GENESIS_HASH`] if none).
     pub head_hash: String,
     /// The last row `tokenmint audit prune` deleted (0 if the chain was never
-    /// pruned): the rows present start after it, and the first links to its
-    /// recorded hash.
+    /// pruned, or pruning is not allowed): the rows present start after it,
+    /// and the first links to its recorded hash.
     pub pruned_through: u64,
 }
 
@@ -128,6 +128,10 @@ pub(crate) struct Source<'a> {
     pub(crate) url: &'a str,
     /// Longest one query may take.
     pub(crate) query_timeout: Duration,
+    /// Walk pruned chains from their anchors (`[audit] allow_prune`). Off,
+    /// anchors are ignored and pruned rows show as missing, so an anchor
+    /// forged by someone who can write to the database hides nothing.
+    pub(crate) allow_prune: bool,
 }
 
 impl Source<'_> {
@@ -149,9 +153,11 @@ pub(crate) async fn verify(
 ) -> Result<VerifyReport, AuditError> {
     let mut ids = src.run(store::chain_ids(src.pool)).await?;
     let anchors = src.run(store::anchors(src.pool, src.backend)).await?;
-    // A pruned chain keeps its last row, so an anchor without rows is itself
-    // a finding: walk it too.
-    ids.extend(anchors.keys().cloned());
+    if src.allow_prune {
+        // A pruned chain keeps its last row, so an anchor without rows is
+        // itself a finding: walk it too.
+        ids.extend(anchors.keys().cloned());
+    }
     if let Some((own_id, _)) = &own {
         ids.push((*own_id).to_owned());
     }
@@ -174,8 +180,10 @@ pub(crate) async fn verify(
     })
 }
 
-/// Walks one chain in `seq` order, one page at a time, from its start or,
-/// if it was pruned, from its anchor.
+/// Walks one chain in `seq` order, one page at a time: from its start, or,
+/// if it was pruned and pruning is allowed, from its anchor. Rows still at
+/// or below the anchor (a prune stopped between its two statements) are
+/// checked too, and must lead to the anchor's hash.
 async fn verify_chain(
     src: &Source<'_>,
     chain_id: &str,
@@ -186,18 +194,44 @@ async fn verify_chain(
     let mut walk = Walk {
         chain_id,
         rows: 0,
-        last_seq: anchor.map_or(0, |a| a.seq),
-        last_hash: anchor.map_or_else(|| GENESIS_HASH.to_owned(), |a| a.hash.clone()),
-        pruned_through: anchor.map_or(0, |a| a.seq),
+        last_seq: 0,
+        last_hash: GENESIS_HASH.to_owned(),
+        pruned_through: 0,
+        below_anchor: None,
+        ignored_anchor: None,
         known,
         problems,
     };
+    match anchor {
+        Some(a) if src.allow_prune => {
+            let lowest = src.run(store::page(src.pool, chain_id, 0, 1)).await?;
+            walk.start_at(a, lowest.first());
+        }
+        Some(a) => walk.ignored_anchor = Some(a.seq),
+        None => {}
+    }
     loop {
         let page = src
             .run(store::page(src.pool, chain_id, walk.last_seq, PAGE_ROWS))
             .await?;
         let full = page.len() == PAGE_ROWS as usize;
         for row in page {
+            walk.pass_anchor_before(row.seq);
+            if src.allow_prune && row.seq > walk.last_seq + 1 {
+                // A prune running now may have deleted rows this walk had
+                // not reached: if the anchor moved past them, go on from it
+                // (it may have moved past this row too, since it was read).
+                let anchors = src.run(store::anchors(src.pool, src.backend)).await?;
+                if let Some(a) = anchors.get(chain_id) {
+                    if a.seq > walk.last_seq {
+                        walk.jump_to(a);
+                    }
+                }
+            }
+            if row.seq <= walk.last_seq {
+                // Pruned while this page was read: the walk went on past it.
+                continue;
+            }
             walk.check(&row);
         }
         if !full {
@@ -214,6 +248,19 @@ async fn verify_chain(
     })
 }
 
+/// [`verify_chain`] from `anchor`, as if it had been read before a prune
+/// moved it: for the test of a walk that meets a moved anchor.
+#[cfg(test)]
+pub(crate) async fn verify_chain_from(
+    src: &Source<'_>,
+    chain_id: &str,
+    anchor: &Anchor,
+) -> Result<(ChainSummary, Vec<Problem>), AuditError> {
+    let mut problems = Problems::default();
+    let summary = verify_chain(src, chain_id, Some(anchor), None, &mut problems).await?;
+    Ok((summary, problems.kept))
+}
+
 /// State of a walk along one chain.
 struct Walk<'a> {
     chain_id: &'a str,
@@ -222,14 +269,74 @@ struct Walk<'a> {
     last_seq: u64,
     /// Its stored hash (genesis at the start).
     last_hash: String,
-    /// The prune anchor's `seq` (0 if none): where the walk started.
+    /// The prune anchor's `seq` (0 if none or not allowed).
     pruned_through: u64,
+    /// While walking rows left at or below the anchor: the anchor they must
+    /// lead to.
+    below_anchor: Option<Anchor>,
+    /// An anchor ignored because pruning is not allowed, for messages.
+    ignored_anchor: Option<u64>,
     /// The highest head this process saw for this chain.
     known: Option<&'a Head>,
     problems: &'a mut Problems,
 }
 
 impl Walk<'_> {
+    /// Starts a pruned chain's walk: at its anchor, or, if rows at or below
+    /// the anchor are left (`lowest`), at the first of them.
+    fn start_at(&mut self, anchor: &Anchor, lowest: Option<&RawRow>) {
+        self.pruned_through = anchor.seq;
+        match lowest {
+            Some(row) if row.seq <= anchor.seq => {
+                // Its predecessor is gone; the rows from it on must lead to the anchor.
+                self.last_seq = row.seq - 1;
+                self.last_hash.clone_from(&row.prev_hash);
+                self.below_anchor = Some(anchor.clone());
+            }
+            _ => {
+                self.last_seq = anchor.seq;
+                self.last_hash.clone_from(&anchor.hash);
+            }
+        }
+    }
+
+    /// Goes on from an anchor a prune moved while this walk ran.
+    fn jump_to(&mut self, anchor: &Anchor) {
+        self.pruned_through = anchor.seq;
+        self.last_seq = anchor.seq;
+        self.last_hash.clone_from(&anchor.hash);
+    }
+
+    /// Leaves the rows under the anchor if row `seq` is past it.
+    fn pass_anchor_before(&mut self, seq: u64) {
+        if self.below_anchor.as_ref().is_some_and(|a| seq > a.seq) {
+            self.leave_below_anchor();
+        }
+    }
+
+    /// Past the rows left at or below the anchor: the anchor's own row, if
+    /// still there, must have its hash. (Rows under the anchor may vanish
+    /// while the walk reads them: a prune running now deletes them.)
+    fn leave_below_anchor(&mut self) {
+        let Some(anchor) = self.below_anchor.take() else {
+            return;
+        };
+        if self.last_seq == anchor.seq && self.last_hash != anchor.hash {
+            let c = self.chain_id;
+            self.problems.push(
+                c,
+                anchor.seq,
+                ProblemKind::BrokenLink,
+                format!(
+                    "row {c}#{} does not have the hash its prune anchor records (the anchor or the rows under it were altered)",
+                    anchor.seq
+                ),
+            );
+        }
+        self.last_seq = anchor.seq;
+        self.last_hash = anchor.hash;
+    }
+
     /// Checks one row against its neighbour and itself, in this order:
     /// 1. no sequence numbers skipped since the previous row;
     /// 2. its stored hash matches its contents (so nothing was edited);
@@ -237,6 +344,7 @@ impl Walk<'_> {
     /// 4. the record parses, and the plain columns agree with it;
     /// 5. if this process saw this row committed, the hash is the same.
     fn check(&mut self, row: &RawRow) {
+        self.pass_anchor_before(row.seq);
         let c = self.chain_id;
         let n = row.seq;
         self.rows += 1;
@@ -244,11 +352,16 @@ impl Walk<'_> {
         // 1. Gaps.
         let expected = self.last_seq + 1;
         if n > expected {
-            let msg = if n - expected == 1 {
+            let mut msg = if n - expected == 1 {
                 format!("row {c}#{expected} is missing (deleted)")
             } else {
                 format!("rows {c}#{expected}..{c}#{} are missing (deleted)", n - 1)
             };
+            if let Some(anchor) = self.ignored_anchor.filter(|_| expected == 1) {
+                msg.push_str(&format!(
+                    "; audit_anchor says rows up to {c}#{anchor} were pruned, but [audit] allow_prune is off"
+                ));
+            }
             self.problems.push(c, expected, ProblemKind::Missing, msg);
         }
 
@@ -332,7 +445,8 @@ impl Walk<'_> {
     /// After the last row: a pruned chain still has rows, and rows this
     /// process saw are still there.
     fn finish(&mut self) {
-        if self.pruned_through > 0 && self.rows == 0 {
+        self.leave_below_anchor();
+        if self.pruned_through > 0 && self.last_seq <= self.pruned_through {
             let c = self.chain_id;
             let first = self.pruned_through + 1;
             self.problems.push(

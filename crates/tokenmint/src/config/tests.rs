@@ -432,6 +432,20 @@ fn audit_chain_defaults_to_main_and_is_validated() {
     }
 }
 
+#[test]
+fn audit_allow_prune_is_off_unless_set() {
+    assert!(!parse(GOOD).unwrap().audit.allow_prune);
+    let with = |v: &str| {
+        GOOD.replace(
+            "database = \"sqlite://audit.db\"",
+            &format!("database = \"sqlite://audit.db\"\nallow_prune = {v}"),
+        )
+    };
+    assert!(parse(&with("true")).unwrap().audit.allow_prune);
+    assert!(!parse(&with("false")).unwrap().audit.allow_prune);
+    assert!(err(&with("\"yes\"")).contains("allow_prune"));
+}
+
 fn role_config(dir: &Path, roles: &str) -> Result<Config, ConfigError> {
     std::fs::write(dir.join("role-trust.json"), TRUST).unwrap();
     Config::parse(

@@ -129,8 +129,10 @@ impl SsmAppKey {
     async fn current(&self, now: OffsetDateTime) -> RsaSigningKey {
         let mut state = self.state.lock().await;
         let (key, read_at) = &mut *state;
-        // A clock that moved back also counts as due.
-        if now < *read_at || now - *read_at >= SSM_KEY_REFRESH {
+        // Due a minute after the last read, or when the clock moved back by a
+        // minute or more. Exchanges pass the time they started, so callers
+        // reach this lock slightly out of order: a smaller step back is that.
+        if (now - *read_at).abs() >= SSM_KEY_REFRESH {
             match read_key(&self.ssm, &self.parameter, now).await {
                 Ok(fresh) => {
                     if fresh.kid() != key.kid() {
