@@ -16,6 +16,7 @@
 
 use serde::Serialize;
 use sqlx::AnyPool;
+use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
 
@@ -143,14 +144,14 @@ async fn prune_pool(
         let mut anchor_hash = anchors
             .get(&id)
             .map_or_else(|| GENESIS_HASH.to_owned(), |a| a.hash.clone());
-        // Rows an interrupted prune left at or below the anchor (those
-        // recorded before the cutoff: the anchor alone does not say they may go).
         let what = if dry_run {
             Prunable::Count
         } else {
             Prunable::Delete
         };
-        let leftover = store::prunable_rows(pool, what, &id, 0, start, cutoff_us);
+        // Rows an interrupted prune left at or below the anchor: all at once
+        // (they verified, and verify reports any gap among them).
+        let leftover = store::prunable_rows(pool, what, &id, 0, start, i64::MAX);
         let mut rows = bounded(ACTION, redacted, query_timeout, leftover).await?;
         if dry_run {
             let plan = store::prune_through(pool, &id, start, cutoff_us, u64::MAX);
@@ -164,10 +165,39 @@ async fn prune_pool(
                     break;
                 };
                 let step = store::prune_to(pool, &id, start, through, cutoff_us, now_us);
-                let (anchor, deleted) = bounded(ACTION, redacted, query_timeout, step).await?;
-                rows += deleted;
-                start = anchor.seq;
-                anchor_hash = anchor.hash;
+                if let Some(deleted) = bounded(ACTION, redacted, query_timeout, step).await? {
+                    rows += deleted;
+                    start = through;
+                    continue;
+                }
+                // Row `through` is gone: another prune took it, and moved
+                // the anchor at least that far first.
+                let moved = bounded(
+                    ACTION,
+                    redacted,
+                    query_timeout,
+                    store::anchors(pool, url.backend),
+                )
+                .await?
+                .remove(&id)
+                .filter(|a| a.seq >= through)
+                .ok_or_else(|| AuditError::Unavailable {
+                    action: ACTION,
+                    url: url.redacted.clone(),
+                    source: Arc::new(sqlx::Error::Protocol(format!(
+                        "row {id}#{through} vanished while pruning; run `tokenmint audit verify`"
+                    ))),
+                })?;
+                start = moved.seq;
+            }
+            // Report the anchor as stored: another prune may have moved it further.
+            let now_anchors = store::anchors(pool, url.backend);
+            if let Some(a) = bounded(ACTION, redacted, query_timeout, now_anchors)
+                .await?
+                .remove(&id)
+            {
+                start = a.seq;
+                anchor_hash = a.hash;
             }
             if rows > 0 {
                 tracing::info!(chain_id = %id, rows, pruned_through = start, anchor_hash = %anchor_hash, "pruned audit rows");

@@ -828,12 +828,13 @@ pub(crate) async fn prune_through(
     Ok((through > start).then_some(through))
 }
 
-/// Moves `chain_id`'s anchor forward from `start` to row `through` (which
-/// must exist), then deletes the rows in between; returns how many. Each
-/// statement is atomic on its own, and the order keeps a crash between them
-/// harmless: rows at or before an anchor must lead to it and are not read
-/// past, and the next prune deletes them. An anchor only ever moves forward,
-/// so two prunes running at once cannot undo each other.
+/// Moves `chain_id`'s anchor forward from `start` to row `through`, then
+/// deletes the rows in between; returns how many, or `None` if row `through`
+/// is gone (another prune took it). Each statement is atomic on its own,
+/// and the order keeps a crash between them harmless: rows left at or
+/// before an anchor must lead to it, and the next prune deletes them. An
+/// anchor only ever moves forward, so two prunes running at once cannot
+/// undo each other.
 pub(crate) async fn prune_to(
     pool: &AnyPool,
     chain_id: &str,
@@ -841,19 +842,17 @@ pub(crate) async fn prune_to(
     through: u64,
     cutoff_us: i64,
     now_us: i64,
-) -> Result<(Anchor, u64), sqlx::Error> {
+) -> Result<Option<u64>, sqlx::Error> {
     let seq = seq_to_db(through)?;
-    let hash: String = sqlx::query("SELECT hash FROM audit_log WHERE chain_id = $1 AND seq = $2")
+    let row = sqlx::query("SELECT hash FROM audit_log WHERE chain_id = $1 AND seq = $2")
         .bind(chain_id)
         .bind(seq)
         .fetch_optional(pool)
-        .await?
-        .ok_or_else(|| {
-            sqlx::Error::Protocol(format!(
-                "row {chain_id}#{through} is missing; run `tokenmint audit verify`"
-            ))
-        })?
-        .try_get(0)?;
+        .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let hash: String = row.try_get(0)?;
     sqlx::query(
         "INSERT INTO audit_anchor (chain_id, seq, hash, pruned_at_us) VALUES ($1, $2, $3, $4)
          ON CONFLICT (chain_id) DO UPDATE
@@ -866,9 +865,9 @@ pub(crate) async fn prune_to(
     .bind(now_us)
     .execute(pool)
     .await?;
-    let deleted =
-        prunable_rows(pool, Prunable::Delete, chain_id, start, through, cutoff_us).await?;
-    Ok((Anchor { seq: through, hash }, deleted))
+    prunable_rows(pool, Prunable::Delete, chain_id, start, through, cutoff_us)
+        .await
+        .map(Some)
 }
 
 /// What [`prunable_rows`] does with the rows it selects.

@@ -1865,6 +1865,22 @@ async fn anchors_count_only_where_pruning_is_allowed(db: &TestDb) {
     assert_eq!(kinds(&report), vec![(3, ProblemKind::ColumnMismatch)]);
     assert_eq!(report.chains[0].pruned_through, 5);
 
+    // A row deleted under the anchor does not stop the rows after it from
+    // being checked.
+    sqlx::query("DELETE FROM audit_log WHERE chain_id = 'main' AND seq = 2")
+        .execute(&raw)
+        .await
+        .unwrap();
+    let report = db.reader_pruning().await.verify().await.unwrap();
+    assert_eq!(
+        kinds(&report),
+        vec![
+            (2, ProblemKind::Missing),
+            (3, ProblemKind::BrokenLink),
+            (3, ProblemKind::ColumnMismatch)
+        ]
+    );
+
     // Rows deleted under a forged anchor show as missing without allow_prune,
     // with a hint for an operator who pruned and forgot the setting.
     sqlx::query("DELETE FROM audit_log WHERE chain_id = 'main' AND seq <= 5")
@@ -1882,6 +1898,21 @@ async fn anchors_count_only_where_pruning_is_allowed(db: &TestDb) {
         ),
         "{}",
         report.problems[0]
+    );
+
+    // Without allow_prune, an anchor table that cannot be read does not stop
+    // the report either.
+    for sql in [
+        "DROP TABLE audit_anchor",
+        "CREATE TABLE audit_anchor (chain_id TEXT, seq TEXT, hash TEXT)",
+        "INSERT INTO audit_anchor VALUES ('main', 'x', 'y')",
+    ] {
+        sqlx::query(sql).execute(&raw).await.unwrap();
+    }
+    let report = reader.verify().await.unwrap();
+    assert_eq!(
+        kinds(&report),
+        vec![(1, ProblemKind::Missing), (6, ProblemKind::BrokenLink)]
     );
     drop(log);
 }
@@ -2045,30 +2076,29 @@ async fn an_interrupted_prune_is_finished_by_the_next(db: &TestDb) {
         .unwrap();
     // A stale step of another prune (to row 3) deletes its rows but cannot
     // move the anchor back.
-    let (_, deleted) = store::prune_to(&raw, "main", 2, 3, i64::MAX, 0)
+    let deleted = store::prune_to(&raw, "main", 2, 3, i64::MAX, 0)
         .await
         .unwrap();
-    assert_eq!(deleted, 1);
+    assert_eq!(deleted, Some(1));
+    // A step whose row another prune already deleted does nothing.
+    let deleted = store::prune_to(&raw, "main", 2, 3, i64::MAX, 0)
+        .await
+        .unwrap();
+    assert_eq!(deleted, None);
     let anchor: i64 = sqlx::query_scalar("SELECT seq FROM audit_anchor WHERE chain_id = 'main'")
         .fetch_one(&raw)
         .await
         .unwrap();
     assert_eq!(anchor, 4);
     assert!(reader.verify().await.unwrap().is_clean());
-    // A row left under the anchor goes only once it is older than the cutoff.
+    // The next prune deletes row 4, left under the anchor, whatever its
+    // cutoff (here one with nothing new to prune); a dry run counts it first.
     assert_eq!(
-        prune(db, at(4), false).await[0],
-        pruned("main", 0, 4, &receipts[3].hash)
-    );
-    assert_eq!(audit_rows(&raw).await, 3);
-    // The next prune deletes row 4 (recorded before its cutoff), with
-    // nothing new to prune; a dry run counts it first.
-    assert_eq!(
-        prune(db, at(5), true).await[0],
+        prune(db, at(1), true).await[0],
         pruned("main", 1, 4, &receipts[3].hash)
     );
     assert_eq!(
-        prune(db, at(5), false).await[0],
+        prune(db, at(1), false).await[0],
         pruned("main", 1, 4, &receipts[3].hash)
     );
     assert_eq!(audit_rows(&raw).await, 2);

@@ -152,7 +152,15 @@ pub(crate) async fn verify(
     own: Option<(&str, Head)>,
 ) -> Result<VerifyReport, AuditError> {
     let mut ids = src.run(store::chain_ids(src.pool)).await?;
-    let anchors = src.run(store::anchors(src.pool, src.backend)).await?;
+    let anchors = if src.allow_prune {
+        src.run(store::anchors(src.pool, src.backend)).await?
+    } else {
+        // Only for a hint in messages: whatever is in the table cannot
+        // change the outcome, nor stop the report.
+        src.run(store::anchors(src.pool, src.backend))
+            .await
+            .unwrap_or_default()
+    };
     if src.allow_prune {
         // A pruned chain keeps its last row, so an anchor without rows is
         // itself a finding: walk it too.
@@ -217,10 +225,13 @@ async fn verify_chain(
         let full = page.len() == PAGE_ROWS as usize;
         for row in page {
             walk.pass_anchor_before(row.seq);
-            if src.allow_prune && row.seq > walk.last_seq + 1 {
+            if src.allow_prune && walk.below_anchor.is_none() && row.seq > walk.last_seq + 1 {
                 // A prune running now may have deleted rows this walk had
                 // not reached: if the anchor moved past them, go on from it
                 // (it may have moved past this row too, since it was read).
+                // Not under the anchor the walk started from: rows left
+                // there are deleted all at once, so a gap among them is a
+                // finding.
                 let anchors = src.run(store::anchors(src.pool, src.backend)).await?;
                 if let Some(a) = anchors.get(chain_id) {
                     if a.seq > walk.last_seq {
