@@ -1753,6 +1753,16 @@ async fn prune(db: &TestDb, before: OffsetDateTime, dry_run: bool) -> Vec<Pruned
     }
 }
 
+/// Runs `statement` on `raw` with string `binds`, as someone with write
+/// access to the database would.
+async fn sql(raw: &AnyPool, statement: &str, binds: &[&str]) {
+    let mut query = sqlx::query(statement);
+    for bind in binds {
+        query = query.bind(*bind);
+    }
+    query.execute(raw).await.unwrap();
+}
+
 async fn audit_rows(raw: &AnyPool) -> i64 {
     sqlx::query_scalar("SELECT COUNT(*) FROM audit_log")
         .fetch_one(raw)
@@ -1846,17 +1856,18 @@ async fn anchors_count_only_where_pruning_is_allowed(db: &TestDb) {
 
     // Someone who can write to the database forges an anchor and edits the
     // rows under it. Without allow_prune the anchor is ignored...
-    sqlx::query(
+    sql(
+        &raw,
         "INSERT INTO audit_anchor (chain_id, seq, hash, pruned_at_us) VALUES ('main', 5, $1, 0)",
+        &[&receipts[4].hash],
     )
-    .bind(&receipts[4].hash)
-    .execute(&raw)
-    .await
-    .unwrap();
-    sqlx::query("UPDATE audit_log SET broker = 'other' WHERE chain_id = 'main' AND seq = 3")
-        .execute(&raw)
-        .await
-        .unwrap();
+    .await;
+    sql(
+        &raw,
+        "UPDATE audit_log SET broker = 'other' WHERE chain_id = 'main' AND seq = 3",
+        &[],
+    )
+    .await;
     let report = reader.verify().await.unwrap();
     assert_eq!(kinds(&report), vec![(3, ProblemKind::ColumnMismatch)]);
     assert_eq!(report.chains[0].pruned_through, 0);
@@ -1867,10 +1878,12 @@ async fn anchors_count_only_where_pruning_is_allowed(db: &TestDb) {
 
     // A row deleted under the anchor does not stop the rows after it from
     // being checked.
-    sqlx::query("DELETE FROM audit_log WHERE chain_id = 'main' AND seq = 2")
-        .execute(&raw)
-        .await
-        .unwrap();
+    sql(
+        &raw,
+        "DELETE FROM audit_log WHERE chain_id = 'main' AND seq = 2",
+        &[],
+    )
+    .await;
     let report = db.reader_pruning().await.verify().await.unwrap();
     assert_eq!(
         kinds(&report),
@@ -1883,10 +1896,12 @@ async fn anchors_count_only_where_pruning_is_allowed(db: &TestDb) {
 
     // Rows deleted under a forged anchor show as missing without allow_prune,
     // with a hint for an operator who pruned and forgot the setting.
-    sqlx::query("DELETE FROM audit_log WHERE chain_id = 'main' AND seq <= 5")
-        .execute(&raw)
-        .await
-        .unwrap();
+    sql(
+        &raw,
+        "DELETE FROM audit_log WHERE chain_id = 'main' AND seq <= 5",
+        &[],
+    )
+    .await;
     let report = reader.verify().await.unwrap();
     assert_eq!(
         kinds(&report),
@@ -1927,13 +1942,14 @@ async fn tampering_with_a_pruned_chain_is_named(db: &TestDb) {
     );
     let raw = db.raw().await;
     let reader = db.reader_pruning().await;
-    let exec = |sql: &'static str| {
-        let raw = raw.clone();
-        async move { sqlx::query(sql).execute(&raw).await.unwrap() }
-    };
 
     // An edited anchor breaks the first remaining row's link.
-    exec("UPDATE audit_anchor SET hash = 'forged' WHERE chain_id = 'main'").await;
+    sql(
+        &raw,
+        "UPDATE audit_anchor SET hash = 'forged' WHERE chain_id = 'main'",
+        &[],
+    )
+    .await;
     let report = reader.verify().await.unwrap();
     assert_eq!(kinds(&report), vec![(5, ProblemKind::BrokenLink)]);
     assert!(
@@ -1945,24 +1961,23 @@ async fn tampering_with_a_pruned_chain_is_named(db: &TestDb) {
     );
 
     // Without the anchor, the pruned rows show as missing again.
-    exec("DELETE FROM audit_anchor").await;
+    sql(&raw, "DELETE FROM audit_anchor", &[]).await;
     let report = reader.verify().await.unwrap();
     assert_eq!(
         kinds(&report),
         vec![(1, ProblemKind::Missing), (5, ProblemKind::BrokenLink)]
     );
 
-    sqlx::query(
+    sql(
+        &raw,
         "INSERT INTO audit_anchor (chain_id, seq, hash, pruned_at_us) VALUES ('main', 4, $1, 0)",
+        &[&receipts[3].hash],
     )
-    .bind(&receipts[3].hash)
-    .execute(&raw)
-    .await
-    .unwrap();
+    .await;
     assert!(reader.verify().await.unwrap().is_clean());
 
     // An anchor whose chain lost every row (a prune keeps the last) is named.
-    exec("DELETE FROM audit_log").await;
+    sql(&raw, "DELETE FROM audit_log", &[]).await;
     let report = reader.verify().await.unwrap();
     assert_eq!(kinds(&report), vec![(5, ProblemKind::Truncated)]);
     drop(log);
@@ -1973,10 +1988,12 @@ async fn prune_refuses_a_store_that_does_not_verify(db: &TestDb) {
     let log = db.open().await;
     append_n(&log, 6).await;
     let raw = db.raw().await;
-    sqlx::query("UPDATE audit_log SET broker = 'other' WHERE chain_id = 'main' AND seq = 2")
-        .execute(&raw)
-        .await
-        .unwrap();
+    sql(
+        &raw,
+        "UPDATE audit_log SET broker = 'other' WHERE chain_id = 'main' AND seq = 2",
+        &[],
+    )
+    .await;
     let outcome = AuditLog::prune(&db.url, at(100), PRUNED_AT, false)
         .await
         .unwrap();
@@ -2009,10 +2026,7 @@ async fn a_store_without_the_anchor_table_verifies_and_prunes(db: &TestDb) {
     let log = db.open().await;
     let receipts = append_n(&log, 3).await;
     let raw = db.raw().await;
-    sqlx::query("DROP TABLE audit_anchor")
-        .execute(&raw)
-        .await
-        .unwrap();
+    sql(&raw, "DROP TABLE audit_anchor", &[]).await;
     let anchor_table = || async {
         sqlx::query("SELECT COUNT(*) FROM audit_anchor")
             .fetch_one(&raw)
@@ -2048,32 +2062,35 @@ async fn an_interrupted_prune_is_finished_by_the_next(db: &TestDb) {
     );
     // As a prune stopped between moving the anchor and deleting leaves it.
     let raw = db.raw().await;
-    sqlx::query("UPDATE audit_anchor SET seq = 4, hash = $1 WHERE chain_id = 'main'")
-        .bind(&receipts[3].hash)
-        .execute(&raw)
-        .await
-        .unwrap();
+    sql(
+        &raw,
+        "UPDATE audit_anchor SET seq = 4, hash = $1 WHERE chain_id = 'main'",
+        &[&receipts[3].hash],
+    )
+    .await;
     let reader = db.reader_pruning().await;
     let report = reader.verify().await.unwrap();
     assert!(report.is_clean(), "{:?}", report.problems);
     assert_eq!(report.chains[0].rows, 4, "rows 3 and 4 are checked too");
     // Rows left under the anchor must lead to it.
-    sqlx::query("UPDATE audit_anchor SET hash = $1 WHERE chain_id = 'main'")
-        .bind(&receipts[2].hash)
-        .execute(&raw)
-        .await
-        .unwrap();
+    sql(
+        &raw,
+        "UPDATE audit_anchor SET hash = $1 WHERE chain_id = 'main'",
+        &[&receipts[2].hash],
+    )
+    .await;
     let report = reader.verify().await.unwrap();
     assert!(
         kinds(&report).contains(&(4, ProblemKind::BrokenLink)),
         "{:?}",
         report.problems
     );
-    sqlx::query("UPDATE audit_anchor SET hash = $1 WHERE chain_id = 'main'")
-        .bind(&receipts[3].hash)
-        .execute(&raw)
-        .await
-        .unwrap();
+    sql(
+        &raw,
+        "UPDATE audit_anchor SET hash = $1 WHERE chain_id = 'main'",
+        &[&receipts[3].hash],
+    )
+    .await;
     // A stale step of another prune (to row 3) deletes its rows but cannot
     // move the anchor back.
     let deleted = store::prune_to(&raw, "main", 2, 3, i64::MAX, 0)
