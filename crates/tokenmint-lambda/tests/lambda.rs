@@ -910,6 +910,26 @@ async fn serve_re_reads_a_rotated_app_key_from_ssm_and_keeps_the_last_good_one()
     use tokenmint::aws::AwsEnv;
     use tokenmint::clock::{Clock as _, SystemClock};
     use tokenmint::github::{AppSigner, SsmAppKey, SSM_KEY_REFRESH};
+    use tracing_subscriber::util::SubscriberInitExt as _;
+
+    // This test's log lines (current-thread runtime: everything runs here).
+    #[derive(Clone, Default)]
+    struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Logs {
+        fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(data);
+            Ok(data.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let _logging = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .set_default();
 
     let world = World::start().await;
     let name = "/rotate/private-key-pem";
@@ -980,6 +1000,22 @@ async fn serve_re_reads_a_rotated_app_key_from_ssm_and_keeps_the_last_good_one()
     );
     // ...but a clock that moved back by a minute or more makes a read due.
     assert_eq!(signer.sign_jwt(&claims, t0).await.unwrap(), signed_by(&new));
+
+    // The log names the change and the failed reads by key id, never a key.
+    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("the GitHub App private key in SSM changed")
+            && logs.contains(&format!("new_kid=\"{}\"", new.kid()))
+            && logs.contains("could not re-read the GitHub App private key from SSM"),
+        "{logs}"
+    );
+    for pem in [&old_pem, &new_pem] {
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        for chunk in body.as_bytes().chunks(24) {
+            let chunk = std::str::from_utf8(chunk).unwrap();
+            assert!(!logs.contains(chunk), "key material in the log: {chunk}");
+        }
+    }
 }
 
 /// Our SigV4 signature of an SSM request equals botocore's (the AWS SDK for
