@@ -152,14 +152,13 @@ pub(crate) async fn verify(
     own: Option<(&str, Head)>,
 ) -> Result<VerifyReport, AuditError> {
     let mut ids = src.run(store::chain_ids(src.pool)).await?;
+    let anchors = src.run(store::anchors(src.pool, src.backend)).await;
     let anchors = if src.allow_prune {
-        src.run(store::anchors(src.pool, src.backend)).await?
+        anchors?
     } else {
         // Only for a hint in messages: whatever is in the table cannot
         // change the outcome, nor stop the report.
-        src.run(store::anchors(src.pool, src.backend))
-            .await
-            .unwrap_or_default()
+        anchors.unwrap_or_default()
     };
     if src.allow_prune {
         // A pruned chain keeps its last row, so an anchor without rows is
