@@ -9,11 +9,19 @@ use std::time::{Duration, Instant};
 pub(crate) struct LoadResult {
     /// Latency of 200 answers, in microseconds.
     pub(crate) latency_us: Histogram<u64>,
-    /// The same latency less the time tokenmint waited on the GitHub
-    /// stand-in (its `Server-Timing: github;dur=…`): the latency tokenmint
-    /// adds, with the stand-in's own cost taken out. Only answers that
-    /// carried the header are in it.
+    /// The latency tokenmint adds: the same latency less the time tokenmint
+    /// waited on the GitHub stand-in (its `Server-Timing: github;dur=…`),
+    /// and, for a paced request whose client sat idle until it was due, less
+    /// the load generator's own lateness in sending it (see `late_us`). Only
+    /// answers that carried the header are in it.
     pub(crate) added_us: Histogram<u64>,
+    /// Paced runs: how late the load generator sent each request that fell
+    /// due while its client was idle, in microseconds. tokio's timer has
+    /// millisecond ticks and rounds a deadline up to the next one, so this
+    /// is 0–1 ms plus any wait for one of the generator's own threads. A
+    /// request that fell due while its client still waited for the previous
+    /// answer is not in it: that wait is the service's, and is charged.
+    pub(crate) late_us: Histogram<u64>,
     /// tokenmint's own view of the same (`Server-Timing` `total` less
     /// `github`): the exchange from verifying the token to the committed
     /// audit row, without the HTTP handling, network and client around it.
@@ -83,6 +91,7 @@ pub(crate) async fn run(
     let mut total = LoadResult {
         latency_us: new_histogram()?,
         added_us: new_histogram()?,
+        late_us: new_histogram()?,
         exchange_us: new_histogram()?,
         audit_us: new_histogram()?,
         ok: 0,
@@ -95,6 +104,7 @@ pub(crate) async fn run(
         let part = task.await??;
         total.latency_us.add(&part.latency_us)?;
         total.added_us.add(&part.added_us)?;
+        total.late_us.add(&part.late_us)?;
         total.exchange_us.add(&part.exchange_us)?;
         total.audit_us.add(&part.audit_us)?;
         total.ok += part.ok;
@@ -131,6 +141,7 @@ async fn one_client(
     let mut out = LoadResult {
         latency_us: new_histogram()?,
         added_us: new_histogram()?,
+        late_us: new_histogram()?,
         exchange_us: new_histogram()?,
         audit_us: new_histogram()?,
         ok: 0,
@@ -143,8 +154,13 @@ async fn one_client(
         return Ok(out);
     }
     let mut index = first % tokens.len();
+    // When the previous answer arrived (none yet: the client starts idle).
+    let mut answered: Option<Instant> = None;
     while Instant::now() < deadline {
-        let sent = match pacing.as_mut() {
+        // `due`: when the request should have been sent, from which its end
+        // to end latency counts. `charged_from`: the same, less the load
+        // generator's own lateness, from which its added latency counts.
+        let (due, charged_from) = match pacing.as_mut() {
             Some(p) => {
                 let due = p.next;
                 p.next += p.every;
@@ -152,9 +168,23 @@ async fn one_client(
                     break;
                 }
                 tokio::time::sleep_until(due.into()).await;
-                due
+                let sent = Instant::now();
+                if answered.is_none_or(|at| at <= due) {
+                    // Idle when it fell due: any lateness is the generator's.
+                    let late = sent.saturating_duration_since(due);
+                    out.late_us
+                        .saturating_record(u64::try_from(late.as_micros()).unwrap_or(u64::MAX));
+                    (due, sent.max(due))
+                } else {
+                    // Still waiting on the service when it fell due: charged
+                    // from `due`, so a stall counts for every request it held up.
+                    (due, due)
+                }
             }
-            None => Instant::now(),
+            None => {
+                let now = Instant::now();
+                (now, now)
+            }
         };
         let token = tokens.get(index).map(String::as_str).unwrap_or_default();
         index = (index + step) % tokens.len();
@@ -183,14 +213,19 @@ async fn one_client(
                 (None, ServerTiming::default())
             }
         };
-        let micros = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let now = Instant::now();
+        answered = Some(now);
+        let since = |t: Instant| {
+            u64::try_from(now.saturating_duration_since(t).as_micros()).unwrap_or(u64::MAX)
+        };
+        let micros = since(due);
         match status {
             Some(200) => {
                 out.ok += 1;
                 out.latency_us.saturating_record(micros.max(1));
                 if let Some(github) = timing.github {
                     out.added_us
-                        .saturating_record(micros.saturating_sub(github).max(1));
+                        .saturating_record(since(charged_from).saturating_sub(github).max(1));
                     if let Some(total) = timing.total {
                         out.exchange_us
                             .saturating_record(total.saturating_sub(github).max(1));
@@ -261,6 +296,11 @@ mod tests {
 
     /// A loopback HTTP/1.1 server that answers every request 200 and counts them.
     async fn counting_server() -> (String, Arc<AtomicU64>) {
+        counting_server_slow_at_first(Duration::ZERO).await
+    }
+
+    /// [`counting_server`], holding its first answer back for `first_delay`.
+    async fn counting_server_slow_at_first(first_delay: Duration) -> (String, Arc<AtomicU64>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/", listener.local_addr().unwrap());
         let count = Arc::new(AtomicU64::new(0));
@@ -285,7 +325,9 @@ mod tests {
                         // Bodyless requests: each ends at a blank line.
                         while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
                             pending.drain(..end + 4);
-                            seen.fetch_add(1, Ordering::Relaxed);
+                            if seen.fetch_add(1, Ordering::Relaxed) == 0 {
+                                tokio::time::sleep(first_delay).await;
+                            }
                             let reply = b"HTTP/1.1 200 OK\r\nserver-timing: github;dur=0.2, audit;dur=0.1, total;dur=0.5\r\ncontent-length: 2\r\n\r\n{}";
                             if conn.write_all(reply).await.is_err() {
                                 return;
@@ -337,6 +379,9 @@ mod tests {
         assert_eq!(paced.ok, sent);
         assert!((5..=30).contains(&sent), "paced run sent {sent}");
         assert_eq!(paced.latency_us.len(), sent);
+        // Each answer came long before its client's next send was due, so
+        // every send's lateness was the generator's own.
+        assert_eq!(paced.late_us.len(), sent);
         // Every answer said it waited 0.2 ms on GitHub: that is taken out.
         assert_eq!(paced.added_us.len(), sent);
         assert!(paced.added_us.max() < paced.latency_us.max());
@@ -351,6 +396,43 @@ mod tests {
             flat_out.ok > 60,
             "closed loop only sent {} in {window:?}",
             flat_out.ok
+        );
+        assert!(flat_out.late_us.is_empty());
+    }
+
+    /// No coordinated omission in what tokenmint is charged: requests that
+    /// fell due while the service held an answer back count from when they
+    /// were due, not from when the client got round to sending them.
+    #[tokio::test]
+    async fn a_stall_is_charged_to_every_request_it_held_up() {
+        let (url, count) = counting_server_slow_at_first(Duration::from_millis(150)).await;
+        let client = reqwest::Client::new();
+        let tokens = Arc::new(vec!["t".to_owned()]);
+        // One client, a request due every 20 ms, for 400 ms: those due at 20,
+        // 40, 60 and 80 ms were held up by the first answer (at 150 ms) by
+        // 130, 110, 90 and 70 ms.
+        let paced = run(
+            &client,
+            &url,
+            tokens,
+            1,
+            Duration::from_millis(400),
+            Some(50.0),
+        )
+        .await
+        .unwrap();
+        let sent = count.load(Ordering::Relaxed);
+        assert_eq!(paced.ok, sent);
+        let held_up = paced.added_us.count_between(60_000, 10_000_000);
+        assert!(
+            held_up >= 5,
+            "only {held_up} of {sent} requests were charged the stall"
+        );
+        // Those are not the generator's lateness; the ones sent on time are.
+        assert!(
+            paced.late_us.len() + held_up <= sent && !paced.late_us.is_empty(),
+            "{} late of {sent}",
+            paced.late_us.len()
         );
     }
 }

@@ -93,8 +93,12 @@ pub(crate) struct LevelReport {
     pub(crate) exchanges_per_sec: f64,
     pub(crate) latency_ms: Percentiles,
     /// Latency less the time tokenmint waited on the GitHub stand-in (from
-    /// its `Server-Timing` header): what tokenmint itself adds.
+    /// its `Server-Timing` header) and, paced, less the load generator's own
+    /// lateness in sending: what tokenmint itself adds.
     pub(crate) added_latency_ms: Percentiles,
+    /// Paced runs: the load generator's own lateness in sending a request
+    /// that fell due while its client was idle (`None` in closed loop).
+    pub(crate) generator_late_ms: Option<Percentiles>,
     /// tokenmint's exchange time less its GitHub wait (`Server-Timing`
     /// `total` less `github`): the added latency without the HTTP handling,
     /// network and client around the exchange.
@@ -152,6 +156,8 @@ impl LevelReport {
             exchanges_per_sec: per(ok, elapsed),
             latency_ms: Percentiles::from_us(&result.latency_us),
             added_latency_ms: Percentiles::from_us(&result.added_us),
+            generator_late_ms: (!result.late_us.is_empty())
+                .then(|| Percentiles::from_us(&result.late_us)),
             exchange_less_github_ms: Percentiles::from_us(&result.exchange_us),
             audit_commit_ms: Percentiles::from_us(&result.audit_us),
             service_cpu_ms_per_exchange: per(ms(cpu.svc.total(), hz), ok),
@@ -208,18 +214,19 @@ pub(crate) fn markdown(report: &RunReport) -> String {
     let _ = writeln!(s);
     let _ = writeln!(
         s,
-        "| clients | added p50 / p99 / p99.9 ms | of which in the exchange (`total` less `github`) | of which the audit commit (`audit`) |"
+        "| clients | added p50 / p99 / p99.9 ms | of which in the exchange (`total` less `github`) | of which the audit commit (`audit`) | not in it: the load generator's lateness in sending |"
     );
-    let _ = writeln!(s, "|---:|---:|---:|---:|");
+    let _ = writeln!(s, "|---:|---:|---:|---:|---:|");
     for l in &report.levels {
         let three = |p: Percentiles| format!("{:.2} / {:.2} / {:.2}", p.p50, p.p99, p.p99_9);
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} |",
             l.clients,
             three(l.added_latency_ms),
             three(l.exchange_less_github_ms),
             three(l.audit_commit_ms),
+            l.generator_late_ms.map_or_else(|| "-".to_owned(), three),
         );
     }
     let _ = writeln!(s);
@@ -229,12 +236,12 @@ pub(crate) fn markdown(report: &RunReport) -> String {
     };
     let _ = writeln!(
         s,
-        "Latency is end to end at the client. \"added\" is the same latency less the time tokenmint waited on the GitHub stand-in, from each answer's `Server-Timing: github;dur=…`: the stand-in's own cost taken out. The second table splits it by the rest of `Server-Timing`: the exchange itself (verify, policy, audit commit; `total` less `github`) and its audit commit; what \"added\" has beyond the exchange was spent in HTTP handling, on loopback and in the client, including waits for a CPU.\n"
+        "Latency is end to end at the client. \"added\" is the same latency less the time tokenmint waited on the GitHub stand-in, from each answer's `Server-Timing: github;dur=…`: the stand-in's own cost taken out. Paced, it is also less the load generator's own lateness in sending a request that fell due while its client was idle (tokio's timer rounds up to whole milliseconds); a request that fell due while its client still waited for an answer counts from when it was due. The second table splits it by the rest of `Server-Timing`: the exchange itself (verify, policy, audit commit; `total` less `github`) and its audit commit; what \"added\" has beyond the exchange was spent in HTTP handling, on loopback and in the client, including waits for a CPU.\n"
     );
     if let Some(rate) = report.offered_rate {
         let _ = writeln!(
             s,
-            "Paced clients: {rate:.0} requests/s offered in total at every level; latency counts from each request's scheduled send time.\n"
+            "Paced clients: {rate:.0} requests/s offered in total at every level; end to end latency counts from each request's scheduled send time.\n"
         );
     }
     let _ = writeln!(
@@ -320,6 +327,7 @@ mod tests {
         let result = LoadResult {
             latency_us,
             added_us,
+            late_us: crate::load::new_histogram().unwrap(),
             exchange_us,
             audit_us,
             ok: 1000,
@@ -370,7 +378,9 @@ mod tests {
         assert!(table.contains("| 4 | 500 |"), "{table}");
         assert!(table.contains("| 2.00 / 3.96 / 4.00 |"), "{table}");
         assert!(
-            table.contains("| 4 | 2.00 / 3.96 / 4.00 | 1.00 / 1.98 / 2.00 | 0.50 / 0.99 / 1.00 |"),
+            table.contains(
+                "| 4 | 2.00 / 3.96 / 4.00 | 1.00 / 1.98 / 2.00 | 0.50 / 0.99 / 1.00 | - |"
+            ),
             "{table}"
         );
         assert!(table.contains("503"), "{table}");
