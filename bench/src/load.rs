@@ -171,10 +171,9 @@ async fn one_client(
                 let sent = Instant::now();
                 if answered.is_none_or(|at| at <= due) {
                     // Idle when it fell due: any lateness is the generator's.
-                    let late = sent.saturating_duration_since(due);
                     out.late_us
-                        .saturating_record(u64::try_from(late.as_micros()).unwrap_or(u64::MAX));
-                    (due, sent.max(due))
+                        .saturating_record(micros(sent.saturating_duration_since(due)));
+                    (due, sent)
                 } else {
                     // Still waiting on the service when it fell due: charged
                     // from `due`, so a stall counts for every request it held up.
@@ -215,14 +214,12 @@ async fn one_client(
         };
         let now = Instant::now();
         answered = Some(now);
-        let since = |t: Instant| {
-            u64::try_from(now.saturating_duration_since(t).as_micros()).unwrap_or(u64::MAX)
-        };
-        let micros = since(due);
+        let since = |t: Instant| micros(now.saturating_duration_since(t));
+        let end_to_end = since(due);
         match status {
             Some(200) => {
                 out.ok += 1;
-                out.latency_us.saturating_record(micros.max(1));
+                out.latency_us.saturating_record(end_to_end.max(1));
                 if let Some(github) = timing.github {
                     out.added_us
                         .saturating_record(since(charged_from).saturating_sub(github).max(1));
@@ -247,6 +244,11 @@ async fn one_client(
         }
     }
     Ok(out)
+}
+
+/// `d` in whole microseconds, saturating.
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// An error and each of its causes, joined by ": ".
@@ -408,9 +410,9 @@ mod tests {
         let (url, count) = counting_server_slow_at_first(Duration::from_millis(150)).await;
         let client = reqwest::Client::new();
         let tokens = Arc::new(vec!["t".to_owned()]);
-        // One client, a request due every 20 ms, for 400 ms: those due at 20,
-        // 40, 60 and 80 ms were held up by the first answer (at 150 ms) by
-        // 130, 110, 90 and 70 ms.
+        // One client, a request due every 20 ms, for 400 ms. The first answer
+        // comes after 150 ms, and holds up the requests due at 20, 40, 60 and
+        // 80 ms by 130, 110, 90 and 70 ms: with the first, five over 60 ms.
         let paced = run(
             &client,
             &url,
